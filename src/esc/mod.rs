@@ -1,0 +1,1 @@
+//! ESC domain: escadm commands, their output parsers and the SSH transport. Knows nothing of Kubernetes.

@@ -1,0 +1,7 @@
+//! The test bed: real parts started on loopback for the tests, the benchmarks and the demo.
+//!
+//! Test infrastructure only. Every process it starts runs in its own process group and is
+//! stopped when its handle drops — and, through [`process::ExitWatchdog`], also when the test
+//! process dies without running destructors (a panic in a shared static, `abort`, SIGKILL).
+
+pub mod process;

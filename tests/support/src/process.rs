@@ -1,0 +1,138 @@
+//! Starting and stopping the processes of the test bed, so that nothing outlives a test run.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+
+/// A process started in a process group of its own; dropping it stops the whole group
+/// (SIGTERM, then SIGKILL after a grace period), children included.
+pub struct ProcessGroup {
+    name: String,
+    child: Child,
+    _watchdog: ExitWatchdog,
+}
+
+impl ProcessGroup {
+    /// Starts `cmd` as the leader of a new process group, stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open log {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {name} ({:?})", cmd.get_program()))?;
+        let pgid = child.id() as i32;
+        let watchdog = ExitWatchdog::arm(&format!(
+            "kill -TERM -{pgid} 2>/dev/null; sleep 2; kill -KILL -{pgid} 2>/dev/null"
+        ))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            _watchdog: watchdog,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the leader has exited (and with what status).
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Stops the group: SIGTERM, up to `grace` to exit, then SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        let pgid = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Children of the leader may still run even when the leader has gone.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// Runs a shell cleanup script when the test process ends, however it ends.
+///
+/// Destructors of statics never run, and a panic with `panic = abort` or a SIGKILL skips all
+/// of them. So a tiny `sh` in its own session waits on a pipe whose only writer is this
+/// process; when this process dies (or the guard drops) the pipe closes and the script runs.
+pub struct ExitWatchdog {
+    stdin: Option<ChildStdin>,
+    child: Option<Child>,
+}
+
+impl ExitWatchdog {
+    pub fn arm(script: &str) -> Result<Self> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("read _ignored; {script}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own session: a Ctrl-C to the test's process group must not kill the watchdog
+            // before it has cleaned up.
+            .process_group(0);
+        let mut child = cmd.spawn().context("start exit watchdog (sh)")?;
+        let stdin = child.stdin.take();
+        Ok(Self {
+            stdin,
+            child: Some(child),
+        })
+    }
+
+    /// Runs the script now and waits for it.
+    pub fn fire(mut self) {
+        self.fire_inner();
+    }
+
+    fn fire_inner(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ExitWatchdog {
+    fn drop(&mut self) {
+        self.fire_inner();
+    }
+}
+
+/// A free TCP port on `addr`, found by binding port 0. Racy by nature; the harness retries a
+/// start that fails with "address in use".
+pub fn free_port(addr: std::net::IpAddr) -> Result<u16> {
+    let listener = std::net::TcpListener::bind((addr, 0)).context("bind a free port")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,272 @@
+//! Remote command lines built from argument vectors, and the paths allowed in them. Pure.
+//!
+//! Every command the operator sends is an argument vector quoted for the remote POSIX shell, so a
+//! path can never inject a second command. Paths must be absolute and plain: no control
+//! characters and no `scp://` style URLs — the operator moves files itself and never puts
+//! credentials on an ESC command line.
+
+use std::fmt;
+
+use crate::esc::error::{PathError, clip};
+
+/// The longest path accepted (Linux PATH_MAX).
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// An absolute path on an ESC node, safe to put in a command line.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RemotePath(String);
+
+impl RemotePath {
+    /// Validates `path`: absolute, at most [`MAX_PATH_LEN`] bytes, no control characters, not a
+    /// URL.
+    pub fn new(path: impl Into<String>) -> Result<Self, PathError> {
+        let path = path.into();
+        let reason = if !path.starts_with('/') {
+            Some("must be absolute")
+        } else if path.len() > MAX_PATH_LEN {
+            Some("too long")
+        } else if path.chars().any(char::is_control) {
+            Some("contains control characters")
+        } else if path.contains("://") {
+            Some("must be a local path on the node, not a URL")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(PathError {
+                path: clip(&path, 120),
+                reason,
+            }),
+            None => Ok(RemotePath(path)),
+        }
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This path with `suffix` appended to its last component (for a temporary sibling).
+    pub fn with_suffix(&self, suffix: &str) -> Result<Self, PathError> {
+        RemotePath::new(format!("{}{suffix}", self.0))
+    }
+}
+
+impl fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RemotePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RemotePath({:?})", self.0)
+    }
+}
+
+impl TryFrom<&str> for RemotePath {
+    type Error = PathError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        RemotePath::new(s)
+    }
+}
+
+/// Quotes one argument for a POSIX shell: bare when it only holds safe characters, otherwise in
+/// single quotes with embedded `'` written as `'\''`.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%'
+                )
+        });
+    if safe {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// A remote command: an argument vector, rendered as one quoted command line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    argv: Vec<String>,
+    name: &'static str,
+}
+
+impl CommandLine {
+    /// A command from its arguments. `name` is the short label used in errors and logs
+    /// (`escadm status --v`, `cat`).
+    pub fn new(name: &'static str, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        CommandLine {
+            argv: argv.into_iter().map(Into::into).collect(),
+            name,
+        }
+    }
+
+    /// The short label.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The arguments.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The quoted command line; with `sudo`, prefixed by `sudo -n --` (non-interactive: fails
+    /// instead of prompting for a password).
+    pub fn render(&self, sudo: bool) -> String {
+        let mut line = String::new();
+        if sudo {
+            line.push_str("sudo -n -- ");
+        }
+        for (i, a) in self.argv.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(&shell_quote(a));
+        }
+        line
+    }
+
+    /// `cat -- PATH`.
+    pub fn cat(path: &RemotePath) -> Self {
+        CommandLine::new("cat", ["cat", "--", path.as_str()])
+    }
+
+    /// Writes stdin to PATH, created with mode 0600: `sh -c 'umask 077 && exec cat > "$1"' sh PATH`.
+    pub fn write_stdin_to(path: &RemotePath) -> Self {
+        CommandLine::new(
+            "write file",
+            [
+                "sh",
+                "-c",
+                "umask 077 && exec cat > \"$1\"",
+                "sh",
+                path.as_str(),
+            ],
+        )
+    }
+
+    /// `stat -c %s -- PATH` (size in bytes).
+    pub fn stat_size(path: &RemotePath) -> Self {
+        CommandLine::new("stat", ["stat", "-c", "%s", "--", path.as_str()])
+    }
+
+    /// `sha256sum -- PATH`.
+    pub fn sha256sum(path: &RemotePath) -> Self {
+        CommandLine::new("sha256sum", ["sha256sum", "--", path.as_str()])
+    }
+
+    /// `rm -f -- PATH`.
+    pub fn remove(path: &RemotePath) -> Self {
+        CommandLine::new("rm", ["rm", "-f", "--", path.as_str()])
+    }
+
+    /// `mv -f -- FROM TO`.
+    pub fn rename(from: &RemotePath, to: &RemotePath) -> Self {
+        CommandLine::new("mv", ["mv", "-f", "--", from.as_str(), to.as_str()])
+    }
+}
+
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+impl fmt::Debug for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommandLine({})", self.render(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn paths_are_validated() {
+        assert!(RemotePath::new("/tmp/x.tar.bz2").is_ok());
+        for bad in [
+            "tmp/x",
+            "",
+            "/tmp/a\nb",
+            "/tmp/\0",
+            "scp://u:pw@h:/f",
+            "/x/scp://u:pw@h",
+        ] {
+            let err = RemotePath::new(bad).unwrap_err();
+            assert!(err.to_string().contains("unusable remote path"), "{err}");
+        }
+        assert!(RemotePath::new(format!("/{}", "a".repeat(MAX_PATH_LEN))).is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("--mode=maintenance"), "--mode=maintenance");
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(reboot)"), "'$(reboot)'");
+    }
+
+    #[test]
+    fn rendering() {
+        let p = RemotePath::new("/tmp/my file").unwrap();
+        assert_eq!(CommandLine::cat(&p).render(false), "cat -- '/tmp/my file'");
+        assert_eq!(
+            CommandLine::sha256sum(&p).render(true),
+            "sudo -n -- sha256sum -- '/tmp/my file'"
+        );
+        assert_eq!(
+            CommandLine::write_stdin_to(&p).render(false),
+            "sh -c 'umask 077 && exec cat > \"$1\"' sh '/tmp/my file'"
+        );
+    }
+
+    /// Runs the rendered line through a real `sh` with `printf '%s\0'` as the program: the
+    /// arguments must come back exactly, whatever they contain.
+    #[test]
+    fn quoting_survives_a_real_shell() {
+        let args = [
+            "plain",
+            "with space",
+            "quote'in",
+            "dq\"x",
+            "$HOME",
+            "`id`",
+            "a\\b",
+            "*",
+            ";rm -rf /",
+            "",
+        ];
+        let cmd = CommandLine::new("printf", ["printf", "%s\\0"].into_iter().chain(args));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd.render(false))
+            .output()
+            .unwrap();
+        let got: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+        let want: Vec<&[u8]> = args
+            .iter()
+            .map(|a| a.as_bytes())
+            .chain([&b""[..]])
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn quoted_args_round_trip_through_sh(arg in "[ -~]{0,30}") {
+            let cmd = CommandLine::new("printf", ["printf", "%s", arg.as_str()]);
+            let out = std::process::Command::new("sh").arg("-c").arg(cmd.render(false)).output().unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&out.stdout), arg);
+        }
+    }
+}

@@ -196,6 +196,7 @@ image_key=$( {
   echo "version=$version revision=$revision epoch=$epoch base=$base_id"
   sha256sum < "$binary"
   sha256sum < "$repo/Dockerfile"
+  sha256sum < "$here/build.sh"
   buildah --version
 } | sha256sum | cut -c1-64)
 
@@ -222,20 +223,29 @@ bh rmi --prune >/dev/null 2>&1 || true
 log "buildah bud: $(since "$t0")"
 
 t0=$(now)
-tmp_archive="$archive.tmp"
-rm -f "$tmp_archive"
-bh push --quiet "$image" "oci-archive:$tmp_archive:$image"
-mv "$tmp_archive" "$archive"
-
+# Push to an OCI layout directory, then pack it ourselves: OCI's ref.name is meant to be a tag
+# only, and importers differ in how they read a full name there, so the index also gets
+# containerd's own annotation, which names the image unambiguously for `ctr images import`.
+layout=$(mktemp -d "$out_dir/layout.XXXXXX")
+trap 'rm -rf "$layout"' EXIT
+bh push --quiet "$image" "oci:$layout/oci:$image"
+jq -c --arg n "$image" '.manifests[0].annotations["io.containerd.image.name"] = $n' \
+  "$layout/oci/index.json" > "$layout/index.json"
+mv "$layout/index.json" "$layout/oci/index.json"
 # Sizes: the archive as shipped (compressed layers) and the unpacked filesystem.
-manifest_digest=$(tar -xOf "$archive" index.json | jq -r '.manifests[0].digest')
-layers=$(tar -xOf "$archive" "blobs/sha256/${manifest_digest#sha256:}" | jq -r '.layers[].digest')
+blob() { echo "$layout/oci/blobs/sha256/${1#sha256:}"; }
+manifest_digest=$(jq -r '.manifests[0].digest' "$layout/oci/index.json")
 rootfs_bytes=0
-for l in $layers; do
-  n=$(tar -xOf "$archive" "blobs/sha256/${l#sha256:}" | gzip -dc | tar -tvf - \
-    | awk '{ s += $3 } END { print s + 0 }')
+for l in $(jq -r '.layers[].digest' "$(blob "$manifest_digest")"); do
+  n=$(gzip -dc "$(blob "$l")" | tar -tvf - | awk '{ s += $3 } END { print s + 0 }')
   rootfs_bytes=$((rootfs_bytes + n))
 done
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
+  -C "$layout/oci" -cf "$layout/archive.tar" oci-layout index.json blobs
+mv "$layout/archive.tar" "$archive"
+rm -rf "$layout"
+trap - EXIT
+
 archive_bytes=$(stat -c %s "$archive")
 binary_bytes=$(stat -c %s "$binary")
 jq -n --arg key "$image_key" --arg image "$image" --arg archive "$archive" --arg id "$image_id" \

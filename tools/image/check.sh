@@ -41,6 +41,9 @@ expect "one image in the archive" "$(jq '.manifests | length' <<<"$index")" 1
 expect "archive names the image localhost/esc-operator:$version" \
   "$(jq -r '.manifests[0].annotations["org.opencontainers.image.ref.name"]' <<<"$index")" \
   "localhost/esc-operator:$version"
+expect "archive names the image for containerd" \
+  "$(jq -r '.manifests[0].annotations["io.containerd.image.name"]' <<<"$index")" \
+  "localhost/esc-operator:$version"
 manifest=$(cat "$(blob "$(jq -r '.manifests[0].digest' <<<"$index")")")
 config=$(cat "$(blob "$(jq -r '.config.digest' <<<"$manifest")")")
 label() { jq -r --arg l "org.opencontainers.image.$1" '.config.Labels[$l] // ""' <<<"$config"; }

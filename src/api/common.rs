@@ -1,0 +1,94 @@
+//! Types shared by the kinds: references to Secrets and clusters, durations, conditions.
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+pub use kube::core::Duration;
+
+/// The API group of every kind of this operator.
+pub const GROUP: &str = "escoperator.dev";
+
+/// A reference by name to an object in the namespace of the referring object: a Secret,
+/// an EscCluster or an EscBackup, as the field that holds it says.
+///
+/// Secrets are read at fixed keys documented on each field, so Secrets of the standard types
+/// (`kubernetes.io/ssh-auth`, `kubernetes.io/basic-auth`) work as they are.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+pub struct LocalObjectRef {
+    /// Name of the object, in the same namespace.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')"
+    ).message("name must be the name of an object in the same namespace: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters"))]
+    pub name: String,
+}
+
+/// CEL: a Go-style duration (`30s`, `5m`, `1h30m`) — the format `kube::core::Duration` parses.
+/// The regular expression runs first, so `duration()` never sees a malformed string.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! cel_duration_at_least {
+    ($min:literal) => {
+        concat!(
+            "self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('",
+            $min,
+            "')"
+        )
+    };
+}
+
+/// The lifecycle of a backup or restore run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RunPhase {
+    /// Accepted, waiting for its turn on the cluster or for preflight.
+    Pending,
+    /// Steps are being carried out.
+    Running,
+    /// Every step succeeded and the result was verified.
+    Succeeded,
+    /// A step failed; `message` and the conditions say which and why.
+    Failed,
+}
+
+/// The state of one step of a backup or restore.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum StepState {
+    Running,
+    Succeeded,
+    Failed,
+    /// Not needed for this run (for example standby steps on a standalone cluster).
+    Skipped,
+}
+
+/// One step of a run as persisted in status, so a restarted operator resumes where it was.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus<S> {
+    /// Which step.
+    pub name: S,
+    pub state: StepState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// What happened, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A stored backup artifact: where it is and what it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// `s3://bucket/key` or `scp://user@host:port/path`. Never holds credentials.
+    pub uri: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Hex SHA-256 of the whole artifact.
+    pub sha256: String,
+    /// The ESC version of the master the database was taken from (restore refuses to go back).
+    pub esc_version: String,
+    pub created_at: Time,
+}

@@ -1,0 +1,158 @@
+//! `EscRestore`: one restore of an EscCluster's database, refused up front when unsafe.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, LocalObjectRef, RunPhase, StepStatus, Time};
+use super::storage::{S3Connection, ScpLocation};
+
+/// A request to restore an ESC deployment's database: the spec is immutable, the status
+/// records every step so a restarted operator resumes exactly where it was.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "escoperator.dev",
+    version = "v1alpha1",
+    kind = "EscRestore",
+    doc = "One restore of an EscCluster database: refused up front when unsafe, then standby stopped before master, restored, restarted and verified",
+    namespaced,
+    status = "EscRestoreStatus",
+    shortname = "escrestore",
+    category = "esc",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef.name"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.steps[-1:].name"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self == oldSelf")
+    .message("spec is immutable: an EscRestore records one run; create a new EscRestore instead"))]
+#[serde(rename_all = "camelCase")]
+pub struct EscRestoreSpec {
+    /// The EscCluster to restore, in the same namespace.
+    pub cluster_ref: LocalObjectRef,
+
+    /// The artifact to restore: exactly one of `backupRef`, `s3` or `scp`.
+    pub source: RestoreSource,
+
+    /// `RestartServices` (default): after a failure, bring services back master first, then
+    /// standby. `LeaveStopped`: leave them stopped for a person to inspect.
+    #[serde(default)]
+    pub on_failure: OnRestoreFailure,
+}
+
+/// Where the artifact to restore comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("[has(self.backupRef), has(self.s3), has(self.scp)].filter(x, x).size() == 1")
+        .message("source must set exactly one of backupRef, s3 or scp"),
+    validation = Rule::new("has(self.backupRef) || has(self.sha256)")
+        .message("source.sha256 is required with an s3 or scp source: the artifact is verified before anything is stopped")
+)]
+pub struct RestoreSource {
+    /// A `Succeeded` EscBackup in the same namespace; its artifact and checksum are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_ref: Option<LocalObjectRef>,
+
+    /// An artifact in S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Source>,
+
+    /// An artifact on an SSH host (`path` is the artifact file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<ScpLocation>,
+
+    /// Hex SHA-256 of the whole artifact. Required with `s3` and `scp`; with `backupRef` it
+    /// pins the expected checksum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-f0-9]{64}$')")
+        .message("sha256 must be 64 lower-case hexadecimal characters"))]
+    pub sha256: Option<String>,
+}
+
+/// An artifact object in S3.
+// JsonSchema rather than KubeSchema: KubeSchema cannot flatten; rules go in through `extend`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Source {
+    #[serde(flatten)]
+    pub connection: S3Connection,
+
+    /// The artifact's object key.
+    #[schemars(length(max = 1024))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "size(self) >= 1 && !self.startsWith('/')",
+        "message": "key must be an object key of 1-1024 characters, not starting with '/'"
+    }]))]
+    pub key: String,
+}
+
+/// What the operator does with ESC's services when a restore fails after stopping them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OnRestoreFailure {
+    #[default]
+    RestartServices,
+    LeaveStopped,
+}
+
+/// The steps of a restore, in order. Each is idempotent and persisted before and after it runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RestoreStep {
+    /// Source resolved, artifact readable, manifest and checksum verified, no schema
+    /// downgrade, cluster Ready and not held by another run. Changes nothing.
+    Preflight,
+    /// The database backup streamed to a temporary file on the master, checksum verified.
+    Stage,
+    /// Maintenance holder added (with ipt_check).
+    EnterMaintenance,
+    /// HA: `escadm stop` on the BACKUP node, verified stopped.
+    StopStandby,
+    /// `escadm stop` on the MASTER (or standalone) node, verified stopped.
+    StopMaster,
+    /// `escadm restore` on the master from the staged file.
+    Restore,
+    /// `escadm restart` on the master, waited until it reports MASTER and healthy.
+    RestartMaster,
+    /// HA: `escadm restart` on the standby, waited until it reports BACKUP.
+    RestartStandby,
+    /// Maintenance holder released.
+    ExitMaintenance,
+    /// Temporary files removed; final roles, mode and services recorded.
+    Verify,
+}
+
+/// The observed state of a restore run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EscRestoreStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RunPhase>,
+    /// Each step started so far, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub steps: Vec<StepStatus<RestoreStep>>,
+    /// The artifact restored (uri, size, sha256, ESC version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<super::common::Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// What happened, for a person: on failure the step, the cluster's state and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}

@@ -4,4 +4,7 @@
 //! stopped when its handle drops — and, through [`process::ExitWatchdog`], also when the test
 //! process dies without running destructors (a panic in a shared static, `abort`, SIGKILL).
 
+pub mod certs;
+pub mod cluster;
+pub mod node;
 pub mod process;

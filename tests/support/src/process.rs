@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 
 /// A process started in a process group of its own; dropping it stops the whole group
@@ -15,7 +16,9 @@ use std::os::unix::process::CommandExt;
 pub struct ProcessGroup {
     name: String,
     child: Child,
-    _watchdog: ExitWatchdog,
+    /// Kills the group if this process dies without dropping the handle; disarmed by a normal
+    /// [`ProcessGroup::stop`], so stopping does not wait for the script's grace period.
+    watchdog: Option<ExitWatchdog>,
 }
 
 impl ProcessGroup {
@@ -40,7 +43,7 @@ impl ProcessGroup {
         Ok(Self {
             name: name.to_owned(),
             child,
-            _watchdog: watchdog,
+            watchdog: Some(watchdog),
         })
     }
 
@@ -71,6 +74,9 @@ impl ProcessGroup {
         // Children of the leader may still run even when the leader has gone.
         let _ = killpg(pgid, Signal::SIGKILL);
         let _ = self.child.wait();
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
     }
 }
 
@@ -92,7 +98,30 @@ pub struct ExitWatchdog {
 
 impl ExitWatchdog {
     pub fn arm(script: &str) -> Result<Self> {
+        Self::arm_inner(script, None)
+    }
+
+    /// Like [`ExitWatchdog::arm`], and the script's shell also holds `fd` open (as its fd 3)
+    /// until the script has finished. Used for a `flock` that must outlive this process until
+    /// the cleanup is done, so the next holder of the lock never sees our leftovers.
+    pub fn arm_holding(script: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<Self> {
+        Self::arm_inner(script, Some(fd.as_raw_fd()))
+    }
+
+    fn arm_inner(script: &str, hold_fd: Option<std::os::fd::RawFd>) -> Result<Self> {
         let mut cmd = Command::new("sh");
+        if let Some(fd) = hold_fd {
+            // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // dup2 clears FD_CLOEXEC on the copy, so the shell inherits it as fd 3.
+                    if libc_dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("-c")
             .arg(format!("read _ignored; {script}"))
             .stdin(Stdio::piped())
@@ -114,6 +143,15 @@ impl ExitWatchdog {
         self.fire_inner();
     }
 
+    /// Ends the watchdog without running its script (the work was done the normal way).
+    pub fn disarm(mut self) {
+        self.stdin.take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn fire_inner(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"\n");
@@ -128,6 +166,14 @@ impl Drop for ExitWatchdog {
     fn drop(&mut self) {
         self.fire_inner();
     }
+}
+
+fn libc_dup2(old: std::os::fd::RawFd, new: std::os::fd::RawFd) -> std::os::fd::RawFd {
+    // SAFETY: dup2 on raw descriptor numbers; `old` is open in the parent at fork time.
+    unsafe extern "C" {
+        fn dup2(oldfd: i32, newfd: i32) -> i32;
+    }
+    unsafe { dup2(old, new) }
 }
 
 /// A free TCP port on `addr`, found by binding port 0. Racy by nature; the harness retries a

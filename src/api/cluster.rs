@@ -34,7 +34,7 @@ use crate::cel_duration_at_least;
 )]
 #[x_kube(validation = Rule::new(
     "self.topology == 'Standalone' ? size(self.nodes) == 1 : size(self.nodes) == 2"
-).message("nodes: a Standalone cluster has exactly 1 node and an HA cluster exactly 2; fix spec.nodes or spec.topology").field_path(".nodes"))]
+).message("a Standalone cluster has exactly 1 node and an HA cluster exactly 2: fix spec.nodes or spec.topology").field_path(".nodes"))]
 #[serde(rename_all = "camelCase")]
 pub struct EscClusterSpec {
     /// `Standalone` (one ESC VM) or `HA` (a MASTER and a BACKUP with keepalived and DRBD).
@@ -56,6 +56,7 @@ pub struct EscClusterSpec {
 
     /// How often the operator probes every node over SSH (at least 5s). Default 60s.
     #[serde(default = "default_probe_interval")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(cel_duration_at_least!("5s"))
         .message("probeInterval must be a duration of at least 5s, such as 30s, 5m or 1h"))]
     pub probe_interval: Duration,
@@ -118,6 +119,7 @@ pub struct SshSpec {
 
     /// Time allowed to connect and authenticate (1s to 5m). Default 10s.
     #[serde(default = "default_connect_timeout")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(
         concat!(cel_duration_at_least!("1s"), " && duration(self) <= duration('5m')")
     ).message("connectTimeout must be a duration between 1s and 5m, such as 10s"))]
@@ -136,6 +138,7 @@ pub struct MaintenanceSpec {
     /// Return ESC to operation mode when one holder has kept it in maintenance longer than
     /// this (at least 1m), and say so with a Warning Event. Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(cel_duration_at_least!("1m"))
         .message("maxDuration must be a duration of at least 1m, such as 30m or 2h"))]
     pub max_duration: Option<Duration>,

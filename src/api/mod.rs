@@ -37,3 +37,6 @@ pub fn crds_yaml(crds: &[CustomResourceDefinition]) -> Result<String, serde_norw
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,3 +8,4 @@ pub mod certs;
 pub mod cluster;
 pub mod node;
 pub mod process;
+pub mod sshd;

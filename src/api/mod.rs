@@ -5,6 +5,10 @@
 //! CEL rules (`x-kubernetes-validations`) with messages that say what to fix — so the API server
 //! rejects bad input at admission, before the operator sees it.
 
+// `#[kube(printcolumn(..., type_ = "string", ...))]` repeats the same key in sibling columns,
+// which clippy mistakes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 mod backup;
 mod cluster;
 mod common;

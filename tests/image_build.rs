@@ -35,5 +35,8 @@ fn image_archive_passes_check_sh() {
             .join("\n")
     );
     let closing = stdout.lines().last().unwrap_or_default();
-    assert!(closing.ends_with(" passed, 0 failed"), "unexpected closing line: {closing}");
+    assert!(
+        closing.ends_with(" passed, 0 failed"),
+        "unexpected closing line: {closing}"
+    );
 }

@@ -133,14 +133,25 @@ build_runc() {
     "github.com/opencontainers/runc@$RUNC_VERSION"
 }
 
+# The node's CNI plugins (bridge, host-local, loopback) come from Debian, in /usr/lib/cni.
+need_node_packages() {
+  [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] && return
+  need_apt containernetworking-plugins
+}
+
+only=${1:-all}
 if [ -z "$(missing "${all_bins[@]}")" ]; then
+  [ "$only" = all ] && need_node_packages
   echo "$bin_dir"
   exit 0
 fi
 
-only=${1:-all}
+# Concurrent callers (parallel test binaries on a cold machine) wait for one build.
+exec 9>"$cache_root/k8s-$K8S_VERSION/.build.lock"
+flock 9
+
 case "$only" in
-  all) build_etcd; build_k8s; build_containerd; build_runc ;;
+  all) build_etcd; build_k8s; build_containerd; build_runc; need_node_packages ;;
   control-plane) build_etcd; build_k8s ;;
   *) echo "usage: $0 [all|control-plane]" >&2; exit 2 ;;
 esac

@@ -512,6 +512,13 @@ state = "{d}/containerd/state"
 [ttrpc]
   address = "{d}/containerd.sock.ttrpc"
 
+# containerd's defaults outside our directory: /opt/containerd and the NRI socket in /run/nri.
+[plugins.'io.containerd.internal.v1.opt']
+  path = "{d}/containerd/opt"
+
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = 'native'
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -702,16 +709,26 @@ ip link delete {BRIDGE} 2>/dev/null
 for c in /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods; do
   [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {{}} \; 2>/dev/null
 done
-# CNI result cache and the kubelet's container log links (fixed host paths).
+# Fixed host paths: libcni's result cache (one file per sandbox and network), the kubelet's
+# container log links and its device-plugin socket. Directories only if left empty.
+for s in "$N"/containerd/root/io.containerd.grpc.v1.cri/sandboxes/*; do
+  [ -d "$s" ] && rm -f /var/lib/cni/results/*-"$(basename "$s")"-* 2>/dev/null
+done
 rm -f /var/lib/cni/results/{CNI_NETWORK}-* 2>/dev/null
+rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
 for l in /var/log/containers/*; do
   [ -L "$l" ] && case "$(readlink "$l")" in "{d}"/*) rm -f "$l" ;; esac
 done
+rmdir /var/log/containers 2>/dev/null
+rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet 2>/dev/null
 # Report what is still there.
 for p in $(pgrep -f -- "{d}/node/"); do echo "LEFTOVER process $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)"; done
 [ -n "$(kubepods_procs)" ] && echo "LEFTOVER processes in kubepods cgroups: $(kubepods_procs | tr '\n' ' ')"
 awk -v d="{d}" 'index($5, d"/") == 1 {{ print "LEFTOVER mount " $5 }}' /proc/self/mountinfo
 ip link show {BRIDGE} >/dev/null 2>&1 && echo "LEFTOVER bridge {BRIDGE}"
+ls /var/lib/cni/results/ 2>/dev/null | grep -q . && echo "LEFTOVER CNI results: $(ls /var/lib/cni/results)"
+[ -e /var/lib/kubelet/device-plugins/kubelet.sock ] && echo "LEFTOVER /var/lib/kubelet/device-plugins/kubelet.sock"
 true
 "#
     )

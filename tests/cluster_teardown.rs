@@ -1,0 +1,311 @@
+//! The test bed leaves nothing behind: a cluster with a node, started and stopped twice, and one
+//! whose test process aborts, leave no processes (containerd shims and containers included), no
+//! mounts, no bridge, no network namespaces and no runtime state on the host.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use esc_testbed::cluster::{ClusterOptions, TestCluster};
+use esc_testbed::node::{BRIDGE, NODE_LOCK_PATH, PAUSE_IMAGE};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+
+/// The two tests compare the host before and after: never run them at the same time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// What a node may leave on the host outside its own directory.
+fn host_state() -> BTreeSet<String> {
+    let mut state = BTreeSet::new();
+    let list = |dir: &str, state: &mut BTreeSet<String>| {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                state.insert(format!("{dir}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    };
+    for dir in [
+        "/run/containerd",
+        "/run/containerd/s",
+        "/run/netns",
+        "/run/nri",
+        "/var/lib/cni",
+        "/var/lib/cni/results",
+        "/var/lib/kubelet",
+        "/var/log/containers",
+        "/var/log/pods",
+        "/opt/containerd",
+    ] {
+        list(dir, &mut state);
+    }
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = e.path().join("kubepods");
+        if p.exists() {
+            state.insert(p.display().to_string());
+        }
+    }
+    if Path::new("/sys/fs/cgroup/kubepods").exists() {
+        state.insert("/sys/fs/cgroup/kubepods".into());
+    }
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip link");
+    for line in String::from_utf8_lossy(&links.stdout).lines() {
+        if let Some(name) = line.split(':').nth(1) {
+            state.insert(format!(
+                "link {}",
+                name.trim().split('@').next().unwrap_or("")
+            ));
+        }
+    }
+    state
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&needle) && pid_alive(pid) {
+                out.push(format!("{pid}: {cmd}"));
+            }
+        }
+    }
+    out
+}
+
+/// Processes in the kubelet's kubepods cgroups: the containers.
+fn container_pids() -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut stack: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("kubepods"))
+        .collect();
+    stack.push("/sys/fs/cgroup/kubepods".into());
+    while let Some(d) = stack.pop() {
+        if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(p.lines().filter_map(|l| l.parse::<u32>().ok()));
+        }
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+fn pod(name: &str, host_network: bool) -> Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": {
+            "hostNetwork": host_network,
+            // The projected ServiceAccount token volume is a tmpfs mount the kubelet must undo.
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main",
+                "image": PAUSE_IMAGE,
+                "imagePullPolicy": "Never",
+                "securityContext": { "runAsUser": 65532, "runAsNonRoot": true }
+            }]
+        }
+    }))?)
+}
+
+/// Starts a bridged and a hostNetwork pod and waits until both run.
+async fn run_pods(cluster: &TestCluster) -> Result<()> {
+    let ns = cluster.namespace("teardown").await?.keep();
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), &ns);
+    pods.create(&PostParams::default(), &pod("bridged", false)?)
+        .await?;
+    pods.create(&PostParams::default(), &pod("host", true)?)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in ["bridged", "host"] {
+        loop {
+            let p = pods.get(name).await?;
+            if p.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("pod {name} not Running");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+struct Running {
+    dir: PathBuf,
+    pids: Vec<u32>,
+}
+
+/// What a running cluster with pods has: processes (with shims and containers), mounts and a
+/// bridge. Checked so that "nothing left" afterwards is not vacuous.
+fn observe_running(cluster: &TestCluster) -> Result<Running> {
+    let node = cluster.node().context("no node")?;
+    let shims = node.shim_pids();
+    assert!(!shims.is_empty(), "no containerd shims while pods run");
+    let containers = container_pids();
+    assert!(
+        !containers.is_empty(),
+        "no container processes while pods run"
+    );
+    assert!(
+        !mounts_under(cluster.dir()).is_empty(),
+        "no mounts while pods run"
+    );
+    assert!(
+        host_state().contains(&format!("link {BRIDGE}")),
+        "no bridge"
+    );
+    let mut pids = cluster.process_ids();
+    pids.extend(containers);
+    assert!(pids.len() >= 8, "{pids:?}");
+    Ok(Running {
+        dir: cluster.dir().to_owned(),
+        pids,
+    })
+}
+
+fn assert_nothing_left(running: &Running, before: &BTreeSet<String>) {
+    let alive: Vec<u32> = running
+        .pids
+        .iter()
+        .copied()
+        .filter(|&p| pid_alive(p))
+        .collect();
+    assert!(alive.is_empty(), "still alive: {alive:?}");
+    assert!(
+        processes_mentioning(&running.dir).is_empty(),
+        "{:?}",
+        processes_mentioning(&running.dir)
+    );
+    assert!(
+        container_pids().is_empty(),
+        "containers left: {:?}",
+        container_pids()
+    );
+    assert!(
+        mounts_under(&running.dir).is_empty(),
+        "{:?}",
+        mounts_under(&running.dir)
+    );
+    assert!(!running.dir.exists(), "{} left", running.dir.display());
+    let after = host_state();
+    let added: Vec<&String> = after.difference(before).collect();
+    assert!(added.is_empty(), "left on the host: {added:?}");
+}
+
+#[test]
+fn a_cluster_with_a_node_started_and_stopped_twice_leaves_nothing() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = host_state();
+    for round in 1..=2 {
+        let cluster = TestCluster::start(ClusterOptions::with_node())?;
+        eprintln!("round {round}: {:?}", cluster.timings());
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(run_pods(&cluster))?;
+        drop(rt);
+        let running = observe_running(&cluster)?;
+        cluster.stop()?;
+        assert_nothing_left(&running, &before);
+    }
+    Ok(())
+}
+
+/// Helper run in a child process by the next test: starts the shared cluster with a node and
+/// pods, writes what runs to `$ESC_TESTBED_PIDFILE`, and aborts.
+#[test]
+#[ignore = "run as a child process by a_node_is_cleaned_up_when_the_test_process_aborts"]
+fn helper_node_then_abort() {
+    let Some(file) = std::env::var_os("ESC_TESTBED_PIDFILE") else {
+        panic!("run by a_node_is_cleaned_up_when_the_test_process_aborts only");
+    };
+    let cluster = TestCluster::shared();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(run_pods(cluster)).unwrap();
+    let running = observe_running(cluster).unwrap();
+    let mut text = format!("{}\n", running.dir.display());
+    for pid in running.pids {
+        text.push_str(&format!("{pid}\n"));
+    }
+    std::fs::write(file, text).unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn a_node_is_cleaned_up_when_the_test_process_aborts() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = host_state();
+    let pidfile = tempfile::NamedTempFile::new()?;
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "helper_node_then_abort",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("ESC_TESTBED_PIDFILE", pidfile.path())
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    assert!(!status.success(), "the helper aborts");
+    let text = std::fs::read_to_string(pidfile.path())?;
+    let mut lines = text.lines();
+    let dir = PathBuf::from(lines.next().context("helper wrote nothing")?);
+    let pids: Vec<u32> = lines.map(|l| l.parse()).collect::<Result<_, _>>()?;
+    // The teardown watchdog holds the node lock until it has cleaned up: taking the lock means
+    // the cleanup is done.
+    let started = Instant::now();
+    let locked = std::process::Command::new("flock")
+        .args(["--timeout", "120", NODE_LOCK_PATH, "true"])
+        .status()?;
+    assert!(locked.success(), "node lock not released after the abort");
+    eprintln!("teardown after abort took {:?}", started.elapsed());
+    let running = Running { dir, pids };
+    // The directory is deleted right after the script, still under the lock's watchdog.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_nothing_left(&running, &before);
+    Ok(())
+}

@@ -570,6 +570,17 @@ impl SimNode {
 
     /// Runs `command` on the node as the key user.
     pub fn ssh(&self, command: &str) -> Result<SshOutput> {
+        run_output(self.ssh_command(command), None)
+    }
+
+    /// Runs `command` on the node as the key user, with `input` on its stdin (e.g. the
+    /// password escadm prompts for when an scp URL has none).
+    pub fn ssh_stdin(&self, command: &str, input: &[u8]) -> Result<SshOutput> {
+        run_output(self.ssh_command(command), Some(input))
+    }
+
+    /// The `ssh` command line for `command` as the key user (key, port, known_hosts set).
+    pub fn ssh_command(&self, command: &str) -> Command {
         let mut c = self.ssh_base();
         c.arg("-o")
             .arg("BatchMode=yes")
@@ -580,7 +591,7 @@ impl SimNode {
             .arg(format!("{}@{}", self.key_user(), self.address()))
             .arg("--")
             .arg(command);
-        run_output(c)
+        c
     }
 
     /// Runs `command` on the node as the password user (sshpass; the password goes through
@@ -600,7 +611,7 @@ impl SimNode {
             .arg("--")
             .arg(command)
             .env("SSHPASS", &self.password);
-        run_output(c)
+        run_output(c, None)
     }
 
     /// `escadm <args>` on the node as the key user.
@@ -609,11 +620,22 @@ impl SimNode {
     }
 }
 
-fn run_output(mut c: Command) -> Result<SshOutput> {
-    let out = c
-        .stdin(Stdio::null())
-        .output()
+fn run_output(mut c: Command, input: Option<&[u8]>) -> Result<SshOutput> {
+    use std::io::Write;
+    c.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
         .context("run ssh (openssh-client; tools/sshd/setup.sh)")?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input).context("write ssh stdin")?;
+    }
+    let out = child.wait_with_output()?;
     Ok(SshOutput {
         exit: out.status.code().unwrap_or(255),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -59,6 +59,10 @@ fn handle(root: &SimRoot, node: &str, mut conn: TcpStream) -> Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request).context("read request")?;
+    if request.trim().is_empty() {
+        // A connect without a request (a readiness probe): nothing to answer or journal.
+        return Ok(());
+    }
     let mut parts = request.split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
     let path = parts.next().unwrap_or("/").to_owned();

@@ -11,6 +11,7 @@
 //!   byte count matches, `cat` exited 0 and the channel closed cleanly. A dropped connection is
 //!   therefore always an error, never a short file.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -327,22 +328,29 @@ fn russh_config(
     known_hosts: &KnownHosts,
     target: &SshTarget,
 ) -> client::Config {
-    let mut preferred = russh::Preferred::default();
     // AES-GCM first: hardware-accelerated through aws-lc-rs, the fastest choice for bulk
     // transfers; ChaCha20-Poly1305 stays as a fallback.
-    preferred.cipher = std::borrow::Cow::Owned(vec![
+    let cipher = Cow::Owned(vec![
         cipher::AES_256_GCM,
         cipher::AES_128_GCM,
         cipher::CHACHA20_POLY1305,
         cipher::AES_256_CTR,
         cipher::AES_128_CTR,
     ]);
-    // Ask for the host key types known_hosts can vouch for (as OpenSSH does); with none
-    // recorded, offer the defaults so the refusal names the key the server has.
-    let algorithms = known_hosts.algorithms_for(&target.host, target.port);
-    if !algorithms.is_empty() {
-        preferred.key = std::borrow::Cow::Owned(algorithms);
+    // Ask first for the host key types known_hosts can vouch for (as OpenSSH does), then the
+    // rest, so that a server without any of them still shows its key and the refusal names it.
+    let defaults = russh::Preferred::default();
+    let mut key = known_hosts.algorithms_for(&target.host, target.port);
+    for alg in defaults.key.iter() {
+        if !key.contains(alg) {
+            key.push(alg.clone());
+        }
     }
+    let preferred = russh::Preferred {
+        cipher,
+        key: Cow::Owned(key),
+        ..defaults
+    };
     client::Config {
         preferred,
         keepalive_interval: Some(options.keepalive_interval),
@@ -485,7 +493,7 @@ impl SshSession {
             } => {
                 let accepted = remaining_methods
                     .iter()
-                    .map(|m| <&'static str>::from(m))
+                    .map(<&'static str>::from)
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(SshError::AuthRejected {

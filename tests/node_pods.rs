@@ -1,0 +1,277 @@
+//! The operator image on the real node (containerd + kubelet of the test bed): the archive that
+//! `tools/image/build.sh` writes is imported into the node and run as pods under the security
+//! context the operator's pods use — non-root (the image's UID 65532, no `runAsUser` given),
+//! read-only root filesystem, no capabilities, no privilege escalation, RuntimeDefault seccomp —
+//! which the Pod Security Standard `restricted` accepts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use esc_testbed::cluster::TestCluster;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, LogParams, PostParams};
+use serde_json::{Value, json};
+
+const ENFORCE_RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
+
+/// The operator image as `tools/image/build.sh` describes it in `esc-operator.json`.
+struct OperatorImage {
+    /// `localhost/esc-operator:<version>`.
+    name: String,
+    archive: PathBuf,
+    version: String,
+}
+
+/// Builds (or reuses) the image once per test binary.
+fn operator_image() -> &'static OperatorImage {
+    static IMAGE: OnceLock<std::result::Result<OperatorImage, String>> = OnceLock::new();
+    match IMAGE.get_or_init(|| build_image().map_err(|e| format!("{e:#}"))) {
+        Ok(image) => image,
+        Err(e) => panic!("the operator image could not be built: {e}"),
+    }
+}
+
+fn build_image() -> Result<OperatorImage> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/image/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", script.display(), out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let archive = PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .context("build.sh printed nothing")?
+            .trim(),
+    );
+    let info_path = archive.with_file_name("esc-operator.json");
+    let info: Value = serde_json::from_slice(
+        &std::fs::read(&info_path).with_context(|| format!("read {}", info_path.display()))?,
+    )?;
+    let field = |k: &str| -> Result<String> {
+        info[k]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{} has no {k}", info_path.display()))
+    };
+    Ok(OperatorImage {
+        name: field("image")?,
+        version: field("version")?,
+        archive,
+    })
+}
+
+/// The operator image, imported into the shared cluster's node once per test binary.
+fn imported_image(cluster: &TestCluster) -> &'static OperatorImage {
+    static IMPORTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let image = operator_image();
+    let imported = IMPORTED.get_or_init(|| {
+        let import = || -> Result<()> {
+            cluster.import_image(&image.archive)?;
+            // The archive must name the image itself: pods refer to it by that name.
+            let node = cluster.node().context("the shared cluster has no node")?;
+            let out = node.ctr().args(["images", "ls", "-q"]).output()?;
+            let names = String::from_utf8_lossy(&out.stdout);
+            if !names.lines().any(|n| n.trim() == image.name) {
+                bail!(
+                    "{} is not in containerd after the import: {names}",
+                    image.name
+                );
+            }
+            Ok(())
+        };
+        import().map_err(|e| format!("{e:#}"))
+    });
+    if let Err(e) = imported {
+        panic!("import of {} failed: {e}", image.archive.display());
+    }
+    image
+}
+
+/// The operator's container: what the restricted Pod Security Standard asks, plus a read-only
+/// root filesystem. No `runAsUser`: the image's own `USER 65532` has to satisfy `runAsNonRoot`.
+fn operator_container(image: &str, args: &[&str], env: Value) -> Value {
+    json!({
+        "name": "esc-operator",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "args": args,
+        "env": env,
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": { "drop": ["ALL"] }
+        }
+    })
+}
+
+/// A pod spec for the operator's container. With `api_port`, the pod uses the host network and
+/// reaches the API server on 127.0.0.1 through the ordinary in-cluster configuration (the test
+/// bed has no kube-proxy: the `kubernetes` Service's ClusterIP routes nowhere).
+fn operator_pod_spec(image: &str, args: &[&str], api_port: Option<u16>) -> Value {
+    let env = match api_port {
+        Some(port) => json!([
+            { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
+            { "name": "KUBERNETES_SERVICE_PORT", "value": port.to_string() }
+        ]),
+        None => json!([]),
+    };
+    json!({
+        "hostNetwork": api_port.is_some(),
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 0,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "seccompProfile": { "type": "RuntimeDefault" }
+        },
+        "containers": [operator_container(image, args, env)]
+    })
+}
+
+fn pod(name: &str, spec: Value) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": spec
+    }))?)
+}
+
+/// Waits until the Job is Complete (returns its pod) or Failed (error with the pod's status).
+async fn wait_job(cluster: &TestCluster, ns: &str, name: &str, timeout: Duration) -> Result<Pod> {
+    let jobs: Api<Job> = Api::namespaced(cluster.client(), ns);
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let deadline = Instant::now() + timeout;
+    let condition = |job: &Job, type_: &str| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    };
+    loop {
+        let job = jobs.get(name).await?;
+        let complete = condition(&job, "Complete");
+        if complete || condition(&job, "Failed") || Instant::now() > deadline {
+            let listed = pods
+                .list(&ListParams::default().labels(&format!("job-name={name}")))
+                .await?;
+            let pod = listed.items.into_iter().next();
+            if complete {
+                return pod.with_context(|| format!("job {name} is Complete but has no pod"));
+            }
+            bail!(
+                "job {name} did not complete within {timeout:?}: job status {:?}; pod status {:?}",
+                job.status,
+                pod.and_then(|p| p.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The first container's status as JSON (fields newer than this crate's types included).
+fn container_status(pod: &Pod) -> Value {
+    let status = serde_json::to_value(pod.status.as_ref()).unwrap_or_default();
+    status["containerStatuses"][0].clone()
+}
+
+#[tokio::test]
+async fn version_job_runs_as_65532_in_a_restricted_namespace() -> Result<()> {
+    let cluster = TestCluster::shared();
+    let image = imported_image(cluster);
+    // The namespace enforces `restricted`: the pod is admitted only if its spec conforms.
+    let ns = cluster
+        .namespace_with_labels("image-version", &[ENFORCE_RESTRICTED])
+        .await?;
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": "version" },
+        "spec": {
+            "backoffLimit": 0,
+            "template": { "spec": operator_pod_spec(&image.name, &["version"], None) }
+        }
+    }))?;
+    let jobs: Api<Job> = Api::namespaced(cluster.client(), ns.name());
+    jobs.create(&PostParams::default(), &job).await?;
+
+    let pod = wait_job(cluster, ns.name(), "version", Duration::from_secs(120)).await?;
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let status = container_status(&pod);
+    assert_eq!(status["state"]["terminated"]["exitCode"], 0, "{status}");
+    // The identity the process ran with, as containerd reports it (ContainerStatus.user).
+    assert_eq!(status["user"]["linux"]["uid"], 65532, "{status}");
+    assert_eq!(status["user"]["linux"]["gid"], 65532, "{status}");
+
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns.name());
+    let logs = pods.logs(&pod_name, &LogParams::default()).await?;
+    assert_eq!(logs.trim(), format!("esc-operator {}", image.version));
+    Ok(())
+}
+
+#[tokio::test]
+async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
+    let cluster = TestCluster::shared();
+    let image = operator_image();
+    let ns = cluster
+        .namespace_with_labels("image-restricted", &[ENFORCE_RESTRICTED])
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns.name());
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+
+    // The specs the operator's pods use, with the test bed's hostNetwork removed (it exists only
+    // because this node has no Service routing); server-side dry-run runs the admission chain.
+    let api_port = cluster.api_server_port();
+    let specs = [
+        (
+            "version",
+            operator_pod_spec(&image.name, &["version"], None),
+        ),
+        ("api-client", {
+            let mut spec = operator_pod_spec(&image.name, &["version"], Some(api_port));
+            spec.as_object_mut().unwrap().remove("hostNetwork");
+            spec
+        }),
+    ];
+    for (name, spec) in specs {
+        pods.create(&dry_run, &pod(name, spec)?)
+            .await
+            .with_context(|| format!("restricted rejected the {name} pod spec"))?;
+    }
+
+    // And the namespace does enforce: the same spec with the host network is refused.
+    let refused = pods
+        .create(
+            &dry_run,
+            &pod(
+                "host-network",
+                operator_pod_spec(&image.name, &["version"], Some(api_port)),
+            )?,
+        )
+        .await;
+    match refused {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(
+                e.message.contains("violates PodSecurity \"restricted:")
+                    && e.message.contains("host namespaces"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("a hostNetwork pod was not refused by restricted: {other:?}"),
+    }
+    Ok(())
+}

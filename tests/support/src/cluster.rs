@@ -79,9 +79,9 @@ impl ClusterOptions {
 /// How long the start took.
 #[derive(Clone, Copy, Debug)]
 pub struct StartTimings {
-    /// From the start call until `/readyz` answered `ok` (includes resolving the binaries).
+    /// From the start (binaries resolved, node lock held) until `/readyz` answered `ok`.
     pub control_plane_ready: Duration,
-    /// From the start call until the node was Ready (includes the control plane).
+    /// From the start until the node was Ready (includes the control plane).
     pub node_ready: Option<Duration>,
 }
 
@@ -151,12 +151,11 @@ impl TestCluster {
     }
 
     async fn start_async(options: ClusterOptions) -> Result<TestCluster> {
-        let started = Instant::now();
         let bin_dir = bin_dir(options.with_node)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::start_once(&options, &bin_dir, started).await {
+            match Self::start_once(&options, &bin_dir).await {
                 Ok(cluster) => return Ok(cluster),
                 // Free ports are found by binding port 0 and releasing it: another process may
                 // take one before our server binds it. Such a start is retried with new ports.
@@ -168,11 +167,7 @@ impl TestCluster {
         }
     }
 
-    async fn start_once(
-        options: &ClusterOptions,
-        bin_dir: &Path,
-        started: Instant,
-    ) -> Result<TestCluster> {
+    async fn start_once(options: &ClusterOptions, bin_dir: &Path) -> Result<TestCluster> {
         let tmp = tempfile::Builder::new()
             .prefix("esc-testbed-")
             .tempdir_in("/tmp")
@@ -188,6 +183,8 @@ impl TestCluster {
         } else {
             None
         };
+        // The clock starts once the start may proceed: binaries resolved, node lock held.
+        let started = Instant::now();
         let teardown_script = dir.join("teardown.sh");
         std::fs::write(
             &teardown_script,
@@ -772,7 +769,7 @@ pub fn bin_dir(with_node: bool) -> Result<PathBuf> {
 }
 
 /// Runs `tools/cluster/<script>` and returns the last line of its stdout as a path.
-pub(crate) fn run_tool(script: &str, args: &[&str]) -> Result<PathBuf> {
+pub fn run_tool(script: &str, args: &[&str]) -> Result<PathBuf> {
     let path = repo_root().join("tools/cluster").join(script);
     let out = Command::new("bash")
         .arg(&path)

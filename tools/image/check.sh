@@ -86,8 +86,9 @@ else not_ok "unpacked size $((rootfs_bytes / 1048576)) MiB > $max_mib MiB"; fi
 
 bin="$root/usr/local/bin/esc-operator"
 expect "binary is root-owned, mode 0755" "$(stat -c '%u:%g %a' "$bin" 2>/dev/null || echo missing)" "0:0 755"
+multiarch="$(uname -m)-linux-gnu"
 for f in etc/ssl/certs/ca-certificates.crt usr/share/zoneinfo/UTC \
-  lib/x86_64-linux-gnu/libgcc_s.so.1 lib/x86_64-linux-gnu/libc.so.6; do
+  "lib/$multiarch/libgcc_s.so.1" "lib/$multiarch/libc.so.6"; do
   if [ -s "$root/$f" ]; then ok "has /$f"; else not_ok "has /$f"; fi
 done
 if grep -q '^nonroot:x:65532:65532:' "$root/etc/passwd" 2>/dev/null; then ok "/etc/passwd names 65532"

@@ -160,3 +160,142 @@ async fn pods_get_an_isolated_bridge_or_the_host_network() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_host_network_pod_reaches_the_api_server_in_cluster_with_its_rbac() -> Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use kube::api::ObjectMeta;
+
+    let cluster = TestCluster::shared();
+    cluster.import_image(&esc_testbed::node::kubectl_image_archive()?)?;
+    let ns = cluster.namespace("in-cluster").await?;
+    let client = cluster.client();
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns.name())
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta("probe"),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Api::<Role>::namespaced(client.clone(), ns.name())
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta("list-pods"),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["".into()]),
+                    resources: Some(vec!["pods".into()]),
+                    verbs: vec!["list".into()],
+                    ..Default::default()
+                }]),
+            },
+        )
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns.name())
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: meta("probe-lists-pods"),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: "list-pods".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "probe".into(),
+                    namespace: Some(ns.name().into()),
+                    ..Default::default()
+                }]),
+            },
+        )
+        .await?;
+
+    let probe = |name: &str, args: &[&str]| -> Result<Pod> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": name },
+            "spec": {
+                "hostNetwork": true,
+                "serviceAccountName": "probe",
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "kubectl",
+                    "image": esc_testbed::node::KUBECTL_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "args": args,
+                    "env": cluster.in_cluster_env(),
+                    "volumeMounts": [{ "name": "tmp", "mountPath": "/tmp" }],
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "allowPrivilegeEscalation": false,
+                        "readOnlyRootFilesystem": true,
+                        "capabilities": { "drop": ["ALL"] },
+                        "seccompProfile": { "type": "RuntimeDefault" }
+                    }
+                }],
+                "volumes": [{ "name": "tmp", "emptyDir": {} }]
+            }
+        }))?)
+    };
+    let pods: Api<Pod> = Api::namespaced(client, ns.name());
+    let logs = |name: &str| -> Result<String> {
+        let out = cluster
+            .kubectl()
+            .args(["logs", "-n", ns.name(), name])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // Allowed by its Role: it lists the pods of its namespace, itself among them.
+    pods.create(
+        &PostParams::default(),
+        &probe("lister", &["get", "pods", "-o", "name"])?,
+    )
+    .await?;
+    wait_phase(
+        &pods,
+        "lister",
+        &["Succeeded", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await?;
+    let listed = logs("lister")?;
+    assert!(listed.contains("pod/lister"), "logs: {listed}");
+    // Not allowed: secrets. The pod fails with the API server's Forbidden.
+    pods.create(
+        &PostParams::default(),
+        &probe("snooper", &["get", "secrets"])?,
+    )
+    .await?;
+    let failed = wait_phase(
+        &pods,
+        "snooper",
+        &["Succeeded", "Failed"],
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert_eq!(
+        failed.status.and_then(|s| s.phase).as_deref(),
+        Some("Failed")
+    );
+    let denied = cluster
+        .kubectl()
+        .args(["logs", "-n", ns.name(), "snooper"])
+        .output()?;
+    let denied = String::from_utf8_lossy(&denied.stdout).into_owned()
+        + &String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        denied.contains(&format!("system:serviceaccount:{}:probe", ns.name()))
+            && denied.contains("forbidden"),
+        "logs: {denied}"
+    );
+    Ok(())
+}

@@ -468,6 +468,24 @@ impl TestCluster {
         self.api_port
     }
 
+    /// The environment a hostNetwork pod needs for in-cluster access without Service routing:
+    /// `KUBERNETES_SERVICE_HOST=127.0.0.1` and `KUBERNETES_SERVICE_PORT=<api server port>`
+    /// (they override the kubelet's `kubernetes` Service variables, whose ClusterIP routes
+    /// nowhere here).
+    pub fn in_cluster_env(&self) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+        [
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1".to_owned()),
+            ("KUBERNETES_SERVICE_PORT", self.api_port.to_string()),
+        ]
+        .into_iter()
+        .map(|(name, value)| k8s_openapi::api::core::v1::EnvVar {
+            name: name.into(),
+            value: Some(value),
+            ..Default::default()
+        })
+        .collect()
+    }
+
     /// The cluster CA certificate (PEM file).
     pub fn ca_cert_path(&self) -> &Path {
         &self.ca_cert

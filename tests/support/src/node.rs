@@ -35,6 +35,9 @@ use crate::process::{ProcessGroup, free_port};
 pub const NODE_NAME: &str = "localhost";
 /// The sandbox image, built locally and imported at start.
 pub const PAUSE_IMAGE: &str = "localhost/pause:3.10";
+/// An image with only the test bed's static kubectl (entrypoint `/kubectl`, UID 65532), for
+/// pods that prove in-cluster access; see [`kubectl_image_archive`].
+pub const KUBECTL_IMAGE: &str = "localhost/esc-testbed-kubectl:v1.37.2";
 /// The CNI bridge (no address, no routes); deleted at teardown.
 pub const BRIDGE: &str = "esccni0";
 /// The CNI network name.
@@ -43,6 +46,12 @@ pub const CNI_NETWORK: &str = "esc-testbed";
 pub const NODE_LOCK_PATH: &str = "/tmp/esc-testbed-node.lock";
 /// The pod subnet of the isolated bridge.
 pub const POD_SUBNET: &str = "10.244.0.0/24";
+
+/// The OCI archive of [`KUBECTL_IMAGE`], built by `tools/cluster/kubectl-image.sh` (cached);
+/// import it with [`crate::cluster::TestCluster::import_image`].
+pub fn kubectl_image_archive() -> Result<PathBuf> {
+    run_tool("kubectl-image.sh", &[])
+}
 
 static NODE_IN_PROCESS: AtomicBool = AtomicBool::new(false);
 

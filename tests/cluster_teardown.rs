@@ -16,6 +16,16 @@ use kube::api::{Api, PostParams};
 /// The two tests compare the host before and after: never run them at the same time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Waits until no node runs on this machine (another test binary's node, or its teardown), so
+/// the "before" picture of the host has nothing of theirs in it.
+fn wait_until_no_node() {
+    let free = std::process::Command::new("flock")
+        .args(["--timeout", "600", NODE_LOCK_PATH, "true"])
+        .status()
+        .expect("run flock");
+    assert!(free.success(), "the node lock stayed taken");
+}
+
 /// What a node may leave on the host outside its own directory.
 fn host_state() -> BTreeSet<String> {
     let mut state = BTreeSet::new();
@@ -238,6 +248,7 @@ fn assert_nothing_left(running: &Running, before: &BTreeSet<String>) {
 #[test]
 fn a_cluster_with_a_node_started_and_stopped_twice_leaves_nothing() -> Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    wait_until_no_node();
     let before = host_state();
     for round in 1..=2 {
         let cluster = TestCluster::start(ClusterOptions::with_node())?;
@@ -275,6 +286,7 @@ fn helper_node_then_abort() {
 #[test]
 fn a_node_is_cleaned_up_when_the_test_process_aborts() -> Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    wait_until_no_node();
     let before = host_state();
     let pidfile = tempfile::NamedTempFile::new()?;
     let status = std::process::Command::new(std::env::current_exe()?)

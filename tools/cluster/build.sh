@@ -134,7 +134,10 @@ build_runc() {
 }
 
 # The node's CNI plugins (bridge, host-local, loopback) come from Debian, in /usr/lib/cni.
+# The test bed's node teardown uses ip (iproute2) and pgrep (procps).
 need_node_packages() {
+  command -v ip >/dev/null || need_apt iproute2
+  command -v pgrep >/dev/null || need_apt procps
   [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] && return
   need_apt containernetworking-plugins
 }

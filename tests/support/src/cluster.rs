@@ -198,7 +198,8 @@ impl TestCluster {
             if keep {
                 String::new()
             } else {
-                format!("rm -rf {}", dir.display())
+                // Never into a mount that the cleanup could not undo (e.g. a busy volume).
+                format!("rm -rf --one-file-system {}", dir.display())
             }
         );
         let teardown = match &node_lock {

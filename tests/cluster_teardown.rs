@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
 use esc_testbed::node::{BRIDGE, NODE_LOCK_PATH, PAUSE_IMAGE};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 
 /// The two tests compare the host before and after: never run them at the same time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -167,6 +167,22 @@ async fn run_pods(cluster: &TestCluster) -> Result<()> {
         .await?;
     pods.create(&PostParams::default(), &pod("host", true)?)
         .await?;
+    // A Job's pod: the controller-manager would recreate it while the node drains, unless
+    // the teardown stops the controllers first.
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": "keeper" },
+        "spec": { "backoffLimit": 0, "template": {
+            "metadata": { "labels": { "app": "keeper" } },
+            "spec": { "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                "containers": [{ "name": "main", "image": PAUSE_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "securityContext": { "runAsUser": 65532, "runAsNonRoot": true } }] } } }
+    }))?;
+    Api::<k8s_openapi::api::batch::v1::Job>::namespaced(cluster.client(), &ns)
+        .create(&PostParams::default(), &job)
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for name in ["bridged", "host"] {
         loop {
@@ -179,6 +195,22 @@ async fn run_pods(cluster: &TestCluster) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels("app=keeper"))
+            .await?;
+        let running = list
+            .items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+        if running {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the Job's pod is not Running");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }

@@ -168,21 +168,21 @@ impl TestCluster {
     }
 
     async fn start_once(options: &ClusterOptions, bin_dir: &Path) -> Result<TestCluster> {
-        let tmp = tempfile::Builder::new()
-            .prefix("esc-testbed-")
-            .tempdir_in("/tmp")
-            .context("create the cluster directory")?;
-        // The directory is deleted by the teardown script, not by TempDir (mounts first).
-        let dir = tmp.keep();
-        let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs)?;
-        std::fs::write(dir.join("pgids"), "")?;
-
         let node_lock = if options.with_node {
             Some(NodeLock::acquire()?)
         } else {
             None
         };
+        let tmp = tempfile::Builder::new()
+            .prefix("esc-testbed-")
+            .tempdir_in("/tmp")
+            .context("create the cluster directory")?;
+        let logs = tmp.path().join("logs");
+        std::fs::create_dir_all(&logs)?;
+        std::fs::write(tmp.path().join("pgids"), "")?;
+        // From here on the directory is deleted by the teardown script (mounts first), not by
+        // TempDir.
+        let dir = tmp.keep();
         // The clock starts once the start may proceed: binaries resolved, node lock held.
         let started = Instant::now();
         let teardown_script = dir.join("teardown.sh");
@@ -675,6 +675,14 @@ impl TestCluster {
 
     fn stop_inner(&mut self) -> Result<()> {
         let mut result = Ok(());
+        if self.node.is_some() {
+            // No controller may recreate the pods that the node's drain deletes.
+            for p in &mut self.control_plane {
+                if matches!(p.name(), "kube-controller-manager" | "kube-scheduler") {
+                    p.stop(Duration::from_secs(5));
+                }
+            }
+        }
         if let Some(mut node) = self.node.take() {
             // Pods first, while kubelet and containerd still run (CNI tears their networks
             // down), then kubelet and containerd, then what they leave behind.

@@ -425,8 +425,12 @@ impl Drop for Node {
     }
 }
 
-/// Deletes all pods in all namespaces and waits (up to 30 s) until the kubelet has removed
+/// Deletes all pods in all namespaces and waits (up to 30 s) until the kubelet is done with
 /// them, so their sandboxes and networks are torn down by containerd and the CNI plugin.
+///
+/// Graceful deletion (1 s), not 0: a grace period of 0 removes the object at once, before the
+/// kubelet has stopped anything. The kubelet confirms the deletion once the pod is down; a pod
+/// held by a finalizer (a Job's, with the controllers stopped) stays, in a terminal phase.
 fn delete_all_pods(admin: kube::Config) -> Result<()> {
     std::thread::spawn(move || -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -442,30 +446,44 @@ fn delete_all_pods(admin: kube::Config) -> Result<()> {
                 };
                 let api: Api<Pod> = Api::namespaced(client.clone(), ns);
                 let _ = api
-                    .delete(name, &DeleteParams::default().grace_period(0))
+                    .delete(name, &DeleteParams::default().grace_period(1))
                     .await;
             }
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let left = pods.list(&ListParams::default()).await?;
-                // Pods not bound to the node have nothing to tear down.
-                let on_node = left
+                let busy: Vec<String> = left
                     .items
                     .iter()
+                    // Pods not bound to the node have nothing to tear down.
                     .filter(|p| {
                         p.spec
                             .as_ref()
                             .and_then(|s| s.node_name.as_deref())
                             .is_some()
                     })
-                    .count();
-                if on_node == 0 {
+                    .filter(|p| {
+                        let terminal = matches!(
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                            Some("Succeeded" | "Failed")
+                        );
+                        !(terminal && p.metadata.deletion_timestamp.is_some())
+                    })
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            p.metadata.name.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                if busy.is_empty() {
                     return Ok(());
                 }
                 if Instant::now() > deadline {
-                    bail!("{on_node} pods still on the node 30 s after deleting them");
+                    bail!("pods still on the node 30 s after deleting them: {busy:?}");
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     })
@@ -687,6 +705,9 @@ kubepods_procs() {{
     [ -d "$c" ] && find "$c" -name cgroup.procs -exec cat {{}} + 2>/dev/null
   done | sort -u
 }}
+shims() {{ pgrep -f -- "containerd-shim-runc-v2 .*-address $SOCK( |$)"; }}
+mounts() {{ awk -v d="{d}" 'index($5, d"/") == 1 || $5 == d {{ print $5 }}' /proc/self/mountinfo; }}
+echo "$(date +%T.%N) found: $(kubepods_procs | wc -l) container processes, $(shims | wc -l) shims, $(mounts | wc -l) mounts ($(mounts | grep -c /netns/) netns)"
 i=0
 while [ $i -lt 50 ]; do
   procs=$(kubepods_procs)
@@ -695,7 +716,6 @@ while [ $i -lt 50 ]; do
   sleep 0.1; i=$((i+1))
 done
 # containerd shims: their own sessions, found by this run's containerd socket.
-shims() {{ pgrep -f -- "containerd-shim-runc-v2 .*-address $SOCK( |$)"; }}
 for p in $(shims); do kill -KILL "$p" 2>/dev/null; done
 # Their sockets live in /run/containerd/s/<sha256(socket/namespace/id)>.
 for t in "$N"/containerd/state/io.containerd.runtime.v2.task/*/*; do
@@ -708,7 +728,7 @@ rmdir /run/containerd/s /run/containerd 2>/dev/null
 # Mounts under the directory (kubelet volumes, rootfs, shm, network namespaces), innermost first.
 i=0
 while [ $i -lt 5 ]; do
-  m=$(awk -v d="{d}" 'index($5, d"/") == 1 || $5 == d {{ print $5 }}' /proc/self/mountinfo | sort -r)
+  m=$(mounts | sort -r)
   [ -z "$m" ] && break
   for p in $m; do umount -l "$p" 2>/dev/null; done
   i=$((i+1))

@@ -19,6 +19,7 @@ pub struct ProcessGroup {
     /// Kills the group if this process dies without dropping the handle; disarmed by a normal
     /// [`ProcessGroup::stop`], so stopping does not wait for the script's grace period.
     watchdog: Option<ExitWatchdog>,
+    stopped: bool,
 }
 
 impl ProcessGroup {
@@ -44,6 +45,7 @@ impl ProcessGroup {
             name: name.to_owned(),
             child,
             watchdog: Some(watchdog),
+            stopped: false,
         })
     }
 
@@ -61,7 +63,13 @@ impl ProcessGroup {
     }
 
     /// Stops the group: SIGTERM, up to `grace` to exit, then SIGKILL.
+    /// Idempotent: once stopped (and reaped), the group id may belong to someone else, so a
+    /// second call signals nothing.
     pub fn stop(&mut self, grace: Duration) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
         let pgid = Pid::from_raw(self.child.id() as i32);
         let _ = killpg(pgid, Signal::SIGTERM);
         let deadline = Instant::now() + grace;

@@ -317,3 +317,27 @@ fn processes_are_stopped_when_the_test_process_aborts() -> Result<()> {
     wait_gone(&pids, &dir, Duration::from_secs(15));
     Ok(())
 }
+
+#[tokio::test]
+async fn crd_files_with_several_documents_install() -> Result<()> {
+    let cluster = TestCluster::shared_control_plane();
+    let gadgets = WIDGET_CRD
+        .replace("widgets.testbed", "gadgets.testbed")
+        .replace("Widget", "Gadget")
+        .replace("widget", "gadget");
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        file.path(),
+        format!("---\n{WIDGET_CRD}\n---\n{gadgets}\n---\n"),
+    )?;
+    cluster.install_crd_files(&[file.path()]).await?;
+    let ns = cluster.namespace("crd-files").await?;
+    let gvk = GroupVersionKind::gvk("testbed.esc.example", "v1", "Gadget");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client(), ns.name(), &ApiResource::from_gvk(&gvk));
+    let mut gadget = widget("g", 1)?;
+    gadget.types.as_mut().unwrap().kind = "Gadget".into();
+    api.create(&PostParams::default(), &gadget).await?;
+    assert_eq!(api.list(&Default::default()).await?.items.len(), 1);
+    Ok(())
+}

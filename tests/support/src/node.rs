@@ -762,3 +762,36 @@ true
 "#
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ExitWatchdog;
+
+    fn try_lock(path: &Path) -> bool {
+        let f = File::options().write(true).open(path).unwrap();
+        Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok()
+    }
+
+    #[test]
+    #[allow(deprecated)] // nix's plain flock(): closing the file must not unlock, as at death
+    fn the_watchdog_holds_the_lock_until_its_script_has_run() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let marker = dir.path().join("cleaned");
+        let file = File::create(&path).unwrap();
+        nix::fcntl::flock(file.as_raw_fd(), FlockArg::LockExclusiveNonblock).unwrap();
+        let watchdog = ExitWatchdog::arm_holding(
+            &format!("sleep 0.3; touch {}", marker.display()),
+            file.as_fd(),
+        )
+        .unwrap();
+        // Our descriptor closes without an unlock, as when the test process dies.
+        drop(file);
+        assert!(!try_lock(&path), "the watchdog's shell must hold the lock");
+        watchdog.fire();
+        assert!(marker.exists());
+        assert!(try_lock(&path), "free once the script has run");
+    }
+}

@@ -123,7 +123,7 @@ impl ExitWatchdog {
             unsafe {
                 cmd.pre_exec(move || {
                     // dup2 clears FD_CLOEXEC on the copy, so the shell inherits it as fd 3.
-                    if libc_dup2(fd, 3) < 0 {
+                    if inherit_as_fd3(fd) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
@@ -176,12 +176,22 @@ impl Drop for ExitWatchdog {
     }
 }
 
-fn libc_dup2(old: std::os::fd::RawFd, new: std::os::fd::RawFd) -> std::os::fd::RawFd {
-    // SAFETY: dup2 on raw descriptor numbers; `old` is open in the parent at fork time.
+/// Makes `fd` the child's fd 3 without close-on-exec. `dup2(3, 3)` would keep the flag, so
+/// when the descriptor already is 3 the flag is cleared instead.
+fn inherit_as_fd3(fd: std::os::fd::RawFd) -> i32 {
+    const F_SETFD: i32 = 2;
     unsafe extern "C" {
         fn dup2(oldfd: i32, newfd: i32) -> i32;
+        fn fcntl(fd: i32, cmd: i32, ...) -> i32;
     }
-    unsafe { dup2(old, new) }
+    // SAFETY: async-signal-safe calls on descriptor numbers open in the parent at fork time.
+    unsafe {
+        if fd == 3 {
+            fcntl(3, F_SETFD, 0)
+        } else {
+            dup2(fd, 3)
+        }
+    }
 }
 
 /// A free TCP port on `addr`, found by binding port 0. Racy by nature; the harness retries a

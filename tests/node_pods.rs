@@ -114,19 +114,17 @@ fn operator_container(image: &str, args: &[&str], env: Value) -> Value {
     })
 }
 
-/// A pod spec for the operator's container. With `api_port`, the pod uses the host network and
-/// reaches the API server on 127.0.0.1 through the ordinary in-cluster configuration (the test
-/// bed has no kube-proxy: the `kubernetes` Service's ClusterIP routes nowhere).
-fn operator_pod_spec(image: &str, args: &[&str], api_port: Option<u16>) -> Value {
-    let env = match api_port {
-        Some(port) => json!([
-            { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
-            { "name": "KUBERNETES_SERVICE_PORT", "value": port.to_string() }
-        ]),
-        None => json!([]),
-    };
+/// A pod spec for the operator's container. With `api_access`, the pod uses the host network and
+/// reaches that cluster's API server on 127.0.0.1 through the ordinary in-cluster configuration
+/// (the test bed has no kube-proxy: the `kubernetes` Service's ClusterIP routes nowhere).
+fn operator_pod_spec(image: &str, args: &[&str], api_access: Option<&TestCluster>) -> Value {
+    let env = json!(
+        api_access
+            .map(TestCluster::in_cluster_env)
+            .unwrap_or_default()
+    );
     json!({
-        "hostNetwork": api_port.is_some(),
+        "hostNetwork": api_access.is_some(),
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
         "securityContext": {
@@ -233,14 +231,13 @@ async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
 
     // The specs the operator's pods use, with the test bed's hostNetwork removed (it exists only
     // because this node has no Service routing); server-side dry-run runs the admission chain.
-    let api_port = cluster.api_server_port();
     let specs = [
         (
             "version",
             operator_pod_spec(&image.name, &["version"], None),
         ),
         ("api-client", {
-            let mut spec = operator_pod_spec(&image.name, &["version"], Some(api_port));
+            let mut spec = operator_pod_spec(&image.name, &["version"], Some(cluster));
             spec.as_object_mut().unwrap().remove("hostNetwork");
             spec
         }),
@@ -257,7 +254,7 @@ async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
             &dry_run,
             &pod(
                 "host-network",
-                operator_pod_spec(&image.name, &["version"], Some(api_port)),
+                operator_pod_spec(&image.name, &["version"], Some(cluster)),
             )?,
         )
         .await;

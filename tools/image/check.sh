@@ -115,14 +115,16 @@ run_in_image() {
     exec "$@"' sh "$root" \
     env -i "${env[@]}" chroot --userspec=65532:65532 "$root" /usr/local/bin/esc-operator "$@"
 }
-set +e
-out=$(run_in_image version 2>&1)
-rc=$?
-set -e
-echo "# esc-operator version (in the image, as 65532): rc=$rc: $out"
-expect "'esc-operator version' exits 0 in the image as 65532" "$rc" 0
-if grep -qF "$version" <<<"$out"; then ok "'esc-operator version' prints $version"
-else not_ok "'esc-operator version' prints $version: got '$out'"; fi
+for cmd in version --version; do
+  set +e
+  out=$(run_in_image "$cmd" 2>&1)
+  rc=$?
+  set -e
+  echo "# esc-operator $cmd (in the image, as 65532): rc=$rc: $out"
+  expect "'esc-operator $cmd' exits 0 in the image as 65532" "$rc" 0
+  if grep -qF "$version" <<<"$out"; then ok "'esc-operator $cmd' prints $version"
+  else not_ok "'esc-operator $cmd' prints $version: got '$out'"; fi
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -82,6 +82,7 @@ fi
 [ -x "$binary" ] || die "no executable binary at $binary"
 
 # --- 2. the base --------------------------------------------------------------------------------
+# shellcheck disable=SC1091
 suite=${ESC_IMAGE_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:?}")}
 
 # The host's apt sources (deb822 or one-line), given to mmdebstrap as its mirrors; the base comes
@@ -98,11 +99,12 @@ mapfile -t sources < <(host_sources)
 
 # Makes the base rootfs in $1 (an empty directory).
 make_base_rootfs() {
-  local root=$1
+  local root=${1:?}
   mkdir -p "$root"
   # extract: unpack the packages and their hard dependencies, run no maintainer scripts. The hook
   # records each package's control data in /var/lib/dpkg/status.d/ (as distroless does), so image
   # scanners can list the packages without a dpkg database.
+  # shellcheck disable=SC2016 # the hook's "$1" is mmdebstrap's, expanded when it runs
   mmdebstrap --quiet --variant=extract --include="$(IFS=,; echo "${BASE_PACKAGES[*]}")" \
     --extract-hook='mkdir -p "$1/var/lib/dpkg/status.d"
       for f in "$1"/var/cache/apt/archives/*.deb; do
@@ -124,7 +126,7 @@ make_base_rootfs() {
   ln -sfn /usr/share/zoneinfo/Etc/UTC "$root/etc/localtime"
   # The container runtime provides these; the host's copies must not leak into the image. No
   # package manager runs in the image, so its configuration and caches go too, as do docs.
-  rm -rf "$root"/dev/* "$root/etc/resolv.conf" "$root/etc/hostname" "$root/etc/fstab" \
+  rm -rf "${root:?}"/dev/* "$root/etc/resolv.conf" "$root/etc/hostname" "$root/etc/fstab" \
     "$root/etc/apt" "$root/var/lib/apt" "$root/var/cache/apt" "$root/var/cache/debconf" \
     "$root/etc/dpkg" "$root/var/log"/* "$root/usr/share/man" "$root/usr/share/info" \
     "$root/usr/share/locale" "$root/usr/share/lintian"
@@ -172,6 +174,11 @@ if ! bh inspect --type image "$base_ref" >/dev/null 2>&1; then
     --os linux --arch "$(dpkg --print-architecture)" "$ctr"
   bh commit --quiet --rm --timestamp 0 --identity-label=false "$ctr" "$base_ref" >/dev/null
   log "base image $base_ref: $(since "$t0")"
+  # Bases of earlier recipes are not used again.
+  for t in "$img_cache"/esc-base-*.tar; do [ "$t" = "$base_tar" ] || rm -f "$t"; done
+  bh images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/esc-base:' | grep -vx "$base_ref" \
+    | xargs -r buildah --root "$img_cache/storage" --runroot "$img_cache/runroot" \
+      --storage-driver vfs rmi >/dev/null 2>&1 || true
 fi
 base_id=$(bh inspect --type image --format '{{.FromImageID}}' "$base_ref")
 

@@ -107,6 +107,7 @@ fi
 run_in_image() {
   local env=()
   mapfile -t env < <(jq -r '.config.Env[]' <<<"$config")
+  # shellcheck disable=SC2016 # expanded by the inner sh
   unshare --mount --pid --fork --propagation private -- sh -c '
     root=$1; shift
     mkdir -p "$root/proc" "$root/dev"

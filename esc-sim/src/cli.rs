@@ -54,6 +54,9 @@ enum Cmd {
         /// Print the nodes as one JSON document instead of text.
         #[arg(long)]
         json: bool,
+        /// The account the client keys log in as.
+        #[arg(long, default_value = provision::TEST_USER)]
+        key_user: String,
     },
     /// Inspect or change nodes.
     Node {
@@ -189,6 +192,7 @@ fn run(cli: Cli) -> Result<i32> {
             port,
             key_type,
             json,
+            key_user,
         } => up(
             cli.root,
             ha,
@@ -198,6 +202,7 @@ fn run(cli: Cli) -> Result<i32> {
             port,
             key_type.into_iter().map(Into::into).collect(),
             json,
+            &key_user,
         ),
         Cmd::Node { cmd } => {
             let root = root_of(&cli.root)?;
@@ -417,6 +422,7 @@ fn up(
     port: Option<u16>,
     key_types: Vec<KeyType>,
     json: bool,
+    key_user: &str,
 ) -> Result<i32> {
     use nix::sys::signal::{SigSet, Signal};
     let root = SimRoot::new(root.unwrap_or_else(|| {
@@ -453,7 +459,7 @@ fn up(
                 index: i as u32,
                 address: addr,
                 port: p,
-                key_user: "root".to_owned(),
+                key_user: key_user.to_owned(),
                 key_types: key_types.clone(),
                 pem_keys: false,
             },

@@ -310,6 +310,7 @@ fn append_log(root: &SimRoot, node: &str, file: &str, line: &str) {
         .mode(0o666)
         .open(dir.join(file))
     {
+        store::share(&f);
         let _ = f.write_all(line.as_bytes());
     }
 }

@@ -230,14 +230,15 @@ pub fn create_node(root: &SimRoot, plan: &NodePlan) -> Result<NodeInfo> {
     );
     root.save_node(&state)?;
     root.save_faults(node, &[])?;
-    fs::write(
-        root.log_dir(node).join("escmanager.log"),
+    store::write_atomic(
+        &root.log_dir(node).join("escmanager.log"),
         format!(
             "{} ESC {} started as {}\n",
             store::timestamp(store::now_ms()),
             plan.esc_version,
             plan.role
-        ),
+        )
+        .as_bytes(),
     )?;
 
     // bin: escadm -> the shared simulator binary; sudo shim.

@@ -24,7 +24,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -187,6 +187,7 @@ impl SimRoot {
             .mode(0o666)
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
+        share(&f);
         let flock = Flock::lock(f, FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow!("flock {}: {e}", path.display()))?;
         Ok(Lock { _flock: flock })
@@ -268,6 +269,7 @@ impl SimRoot {
             .mode(0o666)
             .open(self.journal_path())
             .context("open journal")?;
+        share(&f);
         f.write_all(line.as_bytes()).context("append journal")?;
         write_atomic(&seq_path, format!("{}\n", seq + 1).as_bytes())?;
         Ok(seq)
@@ -323,6 +325,31 @@ impl SimRoot {
         Ok(r)
     }
 
+    /// Runs a state machine step on `node`'s world from outside (harness, CLI: e.g. a VM power
+    /// off is [`crate::model::stop`]), under the lock; journals `action` and the events.
+    pub fn apply_admin(
+        &self,
+        node: &str,
+        action: &str,
+        f: impl FnOnce(&mut World) -> crate::model::Outcome,
+    ) -> Result<crate::model::Outcome> {
+        let lock = self.lock()?;
+        let mut world = self.load_world(node)?;
+        self.append_journal(
+            &lock,
+            node,
+            What::Admin {
+                action: action.to_owned(),
+            },
+        )?;
+        let drained = world.drain(now_ms());
+        self.journal_events(&lock, &drained)?;
+        let outcome = f(&mut world);
+        self.save_world(&world)?;
+        self.journal_events(&lock, &outcome.events)?;
+        Ok(outcome)
+    }
+
     /// Adds a fault to a node.
     pub fn add_fault(&self, node: &str, fault: Fault) -> Result<()> {
         let lock = self.lock()?;
@@ -350,11 +377,27 @@ impl SimRoot {
     }
 }
 
+/// Makes a file this process created world-writable whatever its umask (see the module doc);
+/// a file someone else owns is left alone (it was shared by its creator).
+pub fn share(f: &File) {
+    if let Ok(m) = f.metadata()
+        && m.permissions().mode() & 0o777 != 0o666
+        && m.uid() == nix::unistd::geteuid().as_raw()
+    {
+        let _ = f.set_permissions(fs::Permissions::from_mode(0o666));
+    }
+}
+
 /// Creates `dir` (and parents), world-writable.
 pub fn mkdir_shared(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
-        .with_context(|| format!("chmod {}", dir.display()))?;
+    let m = fs::metadata(dir).with_context(|| format!("stat {}", dir.display()))?;
+    // Only the owner can (and needs to) share it; a directory someone else created was
+    // shared by them.
+    if m.permissions().mode() & 0o777 != 0o777 && m.uid() == nix::unistd::geteuid().as_raw() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
     Ok(())
 }
 

@@ -91,7 +91,9 @@ fn pem_keys_on_request() {
 
 #[test]
 fn password_user_and_key_user_see_one_world_and_sudo_works() {
-    let sim = common::standalone();
+    let mut spec = SimSpec::standalone();
+    spec.key_user = "root".into();
+    let sim = common::start(spec);
     let n = sim.node("esc");
     let o = n
         .ssh_password("id -un; sudo escadm op_mode set --mode=maintenance")
@@ -251,7 +253,8 @@ fn big_files_in_a_nodes_data_dir_stream_over_ssh() {
 #[test]
 fn dropping_the_simulation_stops_its_daemons_and_removes_its_root() {
     let sim = common::start(SimSpec::ha().northbound());
-    let pids: Vec<u32> = sim.nodes().iter().map(|n| n.sshd_pid()).collect();
+    let pids: Vec<u32> = sim.nodes().iter().filter_map(|n| n.sshd_pid()).collect();
+    assert_eq!(pids.len(), 2);
     let root = sim.root().to_path_buf();
     for p in &pids {
         assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
@@ -265,4 +268,64 @@ fn dropping_the_simulation_stops_its_daemons_and_removes_its_root() {
         );
     }
     assert!(!root.exists());
+}
+
+#[test]
+fn dropping_the_simulation_ends_sessions_and_commands_still_running() {
+    let sim = common::standalone();
+    let n = sim.node("esc");
+    n.fault_once(
+        "status",
+        esc_testbed::sshd::FaultKind::Hang { seconds: 60.0 },
+    )
+    .unwrap();
+    let mut client = n
+        .ssh_command("escadm status --v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = sim.root().to_string_lossy().into_owned();
+    // Live (non-zombie) processes whose environment holds `needle`: (pid, stat).
+    let running = |needle: &str| -> Vec<(String, String)> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter(|e| {
+                std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| String::from_utf8_lossy(&env).contains(needle))
+            })
+            .map(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let stat = format!("{stat} cmdline={}", String::from_utf8_lossy(&cmdline));
+                (e.file_name().to_string_lossy().into_owned(), stat)
+            })
+            .filter(|(_, stat)| !stat.is_empty() && !stat.contains(") Z "))
+            .collect()
+    };
+    let needle = format!("ESC_SIM_ROOT={root}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Wait until escadm itself runs (hung), not just the session's shell.
+    while !running(&needle)
+        .iter()
+        .any(|(_, stat)| stat.contains("cmdline=escadm"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "escadm never started: {:?}",
+            running(&needle)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(sim);
+    // The hung escadm and its sshd session are gone; the client sees the connection end.
+    let left = running(&needle);
+    assert!(
+        left.is_empty(),
+        "processes of the dropped simulation still run: {left:?}"
+    );
+    let status = client.wait().unwrap();
+    assert!(!status.success());
 }

@@ -133,3 +133,21 @@ fn stopping_the_standby_then_the_master_then_starting_the_standby_first_swaps_ro
     assert_eq!(summary(a), "ESC status=0 ESC Backup Healthy");
     assert!(sim.journal().unwrap().failovers().is_empty());
 }
+
+#[test]
+fn powering_off_the_master_fails_over_and_makes_it_unreachable() {
+    let sim = common::ha();
+    let (a, b) = (sim.node("esc-a"), sim.node("esc-b"));
+    a.power_off().unwrap();
+    assert!(!a.is_powered_on());
+    let o = a.escadm("status --v").unwrap();
+    assert_eq!(o.exit, 255, "unreachable: {o:?}");
+    assert_eq!(summary(b), "ESC status=0 ESC Master Healthy");
+    assert_eq!(
+        sim.journal().unwrap().failovers(),
+        [("esc-a".to_string(), "esc-b".to_string())]
+    );
+    a.power_on().unwrap();
+    // Same address, port and host key: the known_hosts line still verifies.
+    assert_eq!(summary(a), "ESC status=0 ESC Backup Healthy");
+}

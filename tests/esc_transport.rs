@@ -229,7 +229,7 @@ async fn authentication_errors_are_clear_and_never_leak_secrets() -> Result<()> 
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("root"), "{err}");
+    assert!(err.to_string().contains(node.key_user()), "{err}");
 
     // Garbage instead of a key: refused before any network I/O, without quoting it.
     let err = SshSession::connect(
@@ -652,5 +652,56 @@ async fn a_stalled_stream_times_out() -> Result<()> {
         .unwrap_err();
     assert!(matches!(err, SshError::StreamStalled { .. }), "{err:?}");
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    Ok(())
+}
+
+fn pgrep(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .arg("-f")
+        .arg(pattern)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+async fn eventually_gone(pattern: &str) -> bool {
+    for _ in 0..50 {
+        if !pgrep(pattern) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A caller that gives up (drops a reader, cancels a command) leaves nothing running remotely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_transfers_and_commands_are_killed_on_the_node() -> Result<()> {
+    let sim = SimEsc::start(SimSpec::standalone())?;
+    let node = sim.node("esc");
+    let s = connect(node).await?;
+    let file = node.create_file("abandon-me.bin", 256 << 20, Fill::Zeros)?;
+    let mut reader = s.read_file(&rpath(&file)).await?;
+    let mut buf = vec![0u8; 4096];
+    reader.read_exact(&mut buf).await?;
+    assert!(pgrep("cat -- .*abandon-me.bin"), "cat should be running");
+    drop(reader);
+    assert!(
+        eventually_gone("cat -- .*abandon-me.bin").await,
+        "cat still runs"
+    );
+
+    let cancelled = tokio::time::timeout(
+        Duration::from_secs(2),
+        s.run(&cmd(&["sleep", "317"]), &CommandLimits::default()),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    assert!(eventually_gone("sleep 317").await, "sleep still runs");
+    // The session is fine.
+    let out = s
+        .run(&cmd(&["echo", "ok"]), &CommandLimits::default())
+        .await?;
+    assert_eq!(out.stdout_text(), "ok\n");
     Ok(())
 }

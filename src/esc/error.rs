@@ -281,9 +281,7 @@ pub enum DriverError {
         source: ParseError,
     },
     /// escadm refused or failed (non-zero exit).
-    #[error(
-        "`{command}` on {host} port {port} failed: {kind} (exit {exit}); escadm said: {message}"
-    )]
+    #[error("`{command}` on {host} port {port} failed: {kind} ({exit}); escadm said: {message}")]
     Escadm {
         host: String,
         port: u16,

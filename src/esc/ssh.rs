@@ -586,25 +586,27 @@ impl SshSession {
     ) -> Result<CommandOutput, SshError> {
         let deadline = Instant::now() + limits.timeout;
         let line = cmd.render(self.options.sudo);
-        let mut channel = tokio::time::timeout_at(deadline, self.open_exec(cmd))
-            .await
-            .map_err(|_| self.timeout_err(&line, limits.timeout))??;
+        let mut channel = ChannelGuard::new(
+            tokio::time::timeout_at(deadline, self.open_exec(cmd))
+                .await
+                .map_err(|_| self.timeout_err(&line, limits.timeout))??,
+        );
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut stderr_truncated = false;
         let mut exit = None;
         loop {
-            let msg = match tokio::time::timeout_at(deadline, channel.wait()).await {
+            let msg = match tokio::time::timeout_at(deadline, channel.get().wait()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    abort_channel(&channel).await;
+                    channel.abort().await;
                     return Err(self.timeout_err(&line, limits.timeout));
                 }
             };
             match msg {
                 Some(ChannelMsg::Data { data }) => {
                     if stdout.len() + data.len() > limits.max_stdout {
-                        abort_channel(&channel).await;
+                        channel.abort().await;
                         stdout.extend_from_slice(&data);
                         return Err(SshError::OutputTooLarge {
                             host: self.target.host.clone(),
@@ -638,7 +640,7 @@ impl SshSession {
                     })
                 }
                 Some(ChannelMsg::Failure) => {
-                    abort_channel(&channel).await;
+                    channel.abort().await;
                     return Err(SshError::Exec {
                         host: self.target.host.clone(),
                         port: self.target.port,
@@ -646,7 +648,10 @@ impl SshSession {
                         message: "the server refused to run the command".into(),
                     });
                 }
-                Some(ChannelMsg::Close) | None => break,
+                Some(ChannelMsg::Close) | None => {
+                    channel.finished();
+                    break;
+                }
                 Some(_) => {}
             }
         }
@@ -760,9 +765,16 @@ impl SshSession {
         expected: u64,
     ) -> Result<BoxStream<'static, Result<Bytes, SshError>>, SshError> {
         let cmd = CommandLine::cat(path);
-        let channel = self.open_exec(&cmd).await?;
+        let channel = tokio::time::timeout(self.options.stream_idle_timeout, self.open_exec(&cmd))
+            .await
+            .map_err(|_| {
+                self.timeout_err(
+                    &cmd.render(self.options.sudo),
+                    self.options.stream_idle_timeout,
+                )
+            })??;
         let state = ChunkState {
-            channel: Some(channel),
+            channel: Some(ChannelGuard::new(channel)),
             expected,
             received: 0,
             exit: None,
@@ -825,9 +837,13 @@ impl SshSession {
     ) -> Result<u64, SshError> {
         let cmd = CommandLine::write_stdin_to(partial);
         let line = cmd.render(self.options.sudo);
-        let mut channel = self.open_exec(&cmd).await?;
-        let mut sent = 0u64;
         let idle = self.options.stream_idle_timeout;
+        let mut channel = ChannelGuard::new(
+            tokio::time::timeout(idle, self.open_exec(&cmd))
+                .await
+                .map_err(|_| self.timeout_err(&line, idle))??,
+        );
+        let mut sent = 0u64;
         loop {
             let mut buf = BytesMut::with_capacity(256 << 10);
             let n = source
@@ -840,13 +856,13 @@ impl SshSession {
             if n == 0 {
                 break;
             }
-            match tokio::time::timeout(idle, channel.data_bytes(buf.freeze())).await {
+            match tokio::time::timeout(idle, channel.get().data_bytes(buf.freeze())).await {
                 Ok(Ok(())) => sent += n as u64,
                 Ok(Err(e)) => {
                     return Err(self.lost(&line, format!("sending data failed: {e}"), sent));
                 }
                 Err(_) => {
-                    abort_channel(&channel).await;
+                    channel.abort().await;
                     return Err(SshError::StreamStalled {
                         host: self.target.host.clone(),
                         port: self.target.port,
@@ -857,15 +873,16 @@ impl SshSession {
             }
         }
         channel
+            .get()
             .eof()
             .await
             .map_err(|e| self.lost(&line, format!("sending EOF failed: {e}"), sent))?;
         let mut exit = None;
         let mut stderr = Vec::new();
         loop {
-            match tokio::time::timeout(idle, channel.wait()).await {
+            match tokio::time::timeout(idle, channel.get().wait()).await {
                 Err(_) => {
-                    abort_channel(&channel).await;
+                    channel.abort().await;
                     return Err(self.timeout_err(&line, idle));
                 }
                 Ok(Some(ChannelMsg::ExitStatus { exit_status })) => {
@@ -886,7 +903,10 @@ impl SshSession {
                         stderr.extend_from_slice(&data);
                     }
                 }
-                Ok(Some(ChannelMsg::Close)) | Ok(None) => break,
+                Ok(Some(ChannelMsg::Close)) | Ok(None) => {
+                    channel.finished();
+                    break;
+                }
                 Ok(Some(_)) => {}
             }
         }
@@ -904,9 +924,56 @@ impl SshSession {
     }
 }
 
+/// Stops the remote command (TERM, then KILL after a short grace, as sshd delivers signals to
+/// the session's process group) and closes the channel.
 async fn abort_channel(channel: &Channel<Msg>) {
+    let _ = channel.signal(Sig::TERM).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = channel.signal(Sig::KILL).await;
     let _ = channel.close().await;
+}
+
+/// A channel that is killed and closed when dropped before it finished — e.g. when the caller
+/// drops a transfer or cancels a command — so the remote command does not run on unattended.
+struct ChannelGuard {
+    channel: Option<Channel<Msg>>,
+    finished: bool,
+}
+
+impl ChannelGuard {
+    fn new(channel: Channel<Msg>) -> Self {
+        ChannelGuard {
+            channel: Some(channel),
+            finished: false,
+        }
+    }
+
+    fn get(&mut self) -> &mut Channel<Msg> {
+        self.channel.as_mut().expect("channel present until drop")
+    }
+
+    /// The channel closed (or was aborted): nothing to clean up on drop.
+    fn finished(&mut self) {
+        self.finished = true;
+    }
+
+    async fn abort(&mut self) {
+        abort_channel(self.get()).await;
+        self.finished = true;
+    }
+}
+
+impl Drop for ChannelGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let (Some(channel), Ok(rt)) =
+            (self.channel.take(), tokio::runtime::Handle::try_current())
+        {
+            rt.spawn(async move { abort_channel(&channel).await });
+        }
+    }
 }
 
 fn sig_name(sig: &Sig) -> String {
@@ -917,7 +984,7 @@ fn sig_name(sig: &Sig) -> String {
 }
 
 struct ChunkState {
-    channel: Option<Channel<Msg>>,
+    channel: Option<ChannelGuard>,
     expected: u64,
     received: u64,
     exit: Option<ExitStatus>,
@@ -934,10 +1001,10 @@ impl ChunkState {
     async fn next(mut self) -> Option<(Result<Bytes, SshError>, Self)> {
         let channel = self.channel.as_mut()?;
         loop {
-            let msg = match tokio::time::timeout(self.idle, channel.wait()).await {
+            let msg = match tokio::time::timeout(self.idle, channel.get().wait()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    abort_channel(channel).await;
+                    channel.abort().await;
                     self.channel = None;
                     let err = SshError::StreamStalled {
                         host: self.host.clone(),
@@ -952,7 +1019,7 @@ impl ChunkState {
                 Some(ChannelMsg::Data { data }) => {
                     self.received += data.len() as u64;
                     if self.received > self.expected {
-                        abort_channel(channel).await;
+                        channel.abort().await;
                         self.channel = None;
                         let err = self.size_mismatch();
                         return Some((Err(err), self));
@@ -978,6 +1045,7 @@ impl ChunkState {
                     })
                 }
                 Some(ChannelMsg::Close) | None => {
+                    channel.finished();
                     self.channel = None;
                     return self.verdict().map(|e| (Err(e), self));
                 }

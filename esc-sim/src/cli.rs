@@ -484,6 +484,12 @@ fn up(
         }
         infos.push(info);
     }
+    for info in &infos {
+        std::fs::write(
+            root.ssh_dir(&info.name).join("known_hosts"),
+            format!("{}\n", info.known_hosts_line()),
+        )?;
+    }
     store::write_json(&root.path().join("up.json"), &infos)?;
     if json {
         println!(
@@ -523,12 +529,6 @@ fn up(
         }
         println!("journal: {}", root.journal_path().display());
         println!("Ctrl-C or SIGTERM stops the daemons.");
-    }
-    for info in &infos {
-        std::fs::write(
-            root.ssh_dir(&info.name).join("known_hosts"),
-            format!("{}\n", info.known_hosts_line()),
-        )?;
     }
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);

@@ -329,3 +329,80 @@ fn dropping_the_simulation_ends_sessions_and_commands_still_running() {
     let status = client.wait().unwrap();
     assert!(!status.success());
 }
+
+#[test]
+fn esc_sim_up_serves_an_ha_pair_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("sim");
+    let log = dir.path().join("up.log");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_esc-sim"));
+    c.arg("up")
+        .arg("--ha")
+        .arg("--json")
+        .arg("--root")
+        .arg(&root);
+    let mut up = esc_testbed::process::ProcessGroup::spawn("esc-sim-up", c, &log).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let doc: serde_json::Value = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with('{')) {
+            break serde_json::from_str(line).unwrap();
+        }
+        assert!(up.try_exit_status().is_none(), "esc-sim up exited: {text}");
+        assert!(std::time::Instant::now() < deadline, "esc-sim up: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut pids = Vec::new();
+    for (node, role) in doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["Master", "Backup"])
+    {
+        let name = node["name"].as_str().unwrap();
+        let ssh = root.join("nodes").join(name).join("ssh");
+        let out = Command::new("ssh")
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+            ])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                ssh.join("known_hosts").display()
+            ))
+            .arg("-p")
+            .arg(node["port"].to_string())
+            .arg("-i")
+            .arg(node["client_keys"][0]["private_key_path"].as_str().unwrap())
+            .arg(format!(
+                "{}@{}",
+                node["key_user"].as_str().unwrap(),
+                node["address"].as_str().unwrap()
+            ))
+            .arg("escadm status --v")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.ends_with(&format!("ESC status=0 ESC {role} Healthy\n")),
+            "{stdout}"
+        );
+        let pid: u32 = std::fs::read_to_string(ssh.join("sshd.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        pids.push(pid);
+    }
+    up.stop(std::time::Duration::from_secs(10));
+    for p in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "sshd {p} survived esc-sim up"
+        );
+    }
+}

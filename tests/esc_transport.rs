@@ -359,6 +359,21 @@ async fn commands_exit_status_stderr_timeouts_limits_and_sudo() -> Result<()> {
         "{err}"
     );
 
+    // A prompt gets end of input at once, it does not wait for the timeout.
+    let t = Instant::now();
+    let out = s
+        .run(
+            &cmd(&[
+                "sh",
+                "-c",
+                "printf 'Password: ' >&2; read pw || echo no-input",
+            ]),
+            &CommandLimits::with_timeout(Duration::from_secs(20)),
+        )
+        .await?;
+    assert_eq!(out.stdout_text(), "no-input\n");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
     // A hanging command times out promptly; the connection stays usable.
     let t = Instant::now();
     let err = s

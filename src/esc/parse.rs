@@ -691,6 +691,21 @@ ESC status=0 ESC Master Healthy
     }
 
     #[test]
+    fn status_of_a_partly_stopped_node() {
+        let out = "pgsql (pid 1) is running\nescmanager is stopped\nESC version: 5.10.0.86\n\
+                   ESC status=1 ESC Master Unhealthy: escmanager is stopped\n";
+        let s = parse_status(out).unwrap();
+        assert_eq!(
+            (s.role, s.health, s.status_code),
+            (HaRole::Master, Health::Unhealthy, Some(1))
+        );
+        assert_eq!(s.detail.as_deref(), Some("escmanager is stopped"));
+        assert_eq!(s.services.len(), 2);
+        assert!(!s.all_services_stopped());
+        assert_eq!(s.corrupted, None);
+    }
+
+    #[test]
     fn status_reports_a_corrupted_database() {
         let out = "pgsql (pid 1) is running\nESC status=2 ESC Master Unhealthy: database corrupted (schema 5.10 restored on ESC 5.9.1.20)\n";
         let s = parse_status(out).unwrap();

@@ -574,7 +574,8 @@ impl SshSession {
         Ok(channel)
     }
 
-    /// Runs a command and collects its output, within `limits`.
+    /// Runs a command and collects its output, within `limits`. Its stdin is closed at once
+    /// (a prompt reads end of file rather than waiting).
     ///
     /// A non-zero exit status is not an error here (it is in [`CommandOutput::exit_status`]);
     /// a timeout, oversized stdout, a refused exec and a connection lost before the exit status
@@ -591,6 +592,11 @@ impl SshSession {
                 .await
                 .map_err(|_| self.timeout_err(&line, limits.timeout))??,
         );
+        // No input, ever: a command that prompts (a password, a confirmation) reads end of
+        // file and fails at once instead of hanging until the timeout.
+        if let Err(e) = channel.get().eof().await {
+            return Err(self.lost(&line, format!("sending EOF failed: {e}"), 0));
+        }
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut stderr_truncated = false;

@@ -10,6 +10,7 @@
 //! - `esc-operator download_to`: [`SshSession::download_to`] into a sink (the API the mover uses
 //!   to write a file), including its `stat` round trip and the truncation checks;
 //! - `esc-operator read_file`: [`SshSession::read_file`] (AsyncRead) copied into a sink;
+//! - `esc-operator +sha256`: [`SshSession::download_hashed`], hashing the bytes as they pass;
 //! - `openssh default`: `ssh ... cat FILE > /dev/null` with OpenSSH's default cipher choice
 //!   (what a user gets);
 //! - `openssh aes256-gcm`: the same with `-c aes256-gcm@openssh.com`, the cipher this client
@@ -129,6 +130,7 @@ fn main() -> Result<()> {
     let labels = [
         "esc-operator download_to",
         "esc-operator read_file",
+        "esc-operator +sha256",
         "openssh default",
         "openssh aes256-gcm",
     ];
@@ -157,7 +159,14 @@ fn main() -> Result<()> {
                     anyhow::ensure!(n == size, "got {n} bytes of {size}");
                     t.elapsed().as_secs_f64()
                 }
-                2 => openssh_cat(node, &file_str, None)?,
+                2 => {
+                    let t = Instant::now();
+                    let d =
+                        rt.block_on(session.download_hashed(&remote, &mut tokio::io::sink()))?;
+                    anyhow::ensure!(d.bytes == size, "got {} bytes of {size}", d.bytes);
+                    t.elapsed().as_secs_f64()
+                }
+                3 => openssh_cat(node, &file_str, None)?,
                 _ => openssh_cat(node, &file_str, Some("aes256-gcm@openssh.com"))?,
             };
             secs[i].push(el);
@@ -175,11 +184,11 @@ fn main() -> Result<()> {
     }
     println!(
         "ratio esc-operator (download_to) / openssh default:    {:.2}x  (goal >= 1.0x)",
-        mbps[0] / mbps[2]
+        mbps[0] / mbps[3]
     );
     println!(
         "ratio esc-operator (download_to) / openssh aes256-gcm: {:.2}x",
-        mbps[0] / mbps[3]
+        mbps[0] / mbps[4]
     );
     rt.block_on(session.close());
     Ok(())

@@ -69,8 +69,12 @@ async fn standalone_every_command_over_one_connection() -> Result<()> {
     assert_eq!(esc.file_size(&dest).await?, on_disk.len() as u64);
     assert_eq!(esc.sha256(&dest).await?.to_string(), sha256_hex(&on_disk));
     let mut downloaded = Vec::new();
-    let n = esc.session().download_to(&dest, &mut downloaded).await?;
-    assert_eq!(n, on_disk.len() as u64);
+    let done = esc
+        .session()
+        .download_hashed(&dest, &mut downloaded)
+        .await?;
+    assert_eq!(done.bytes, on_disk.len() as u64);
+    assert_eq!(done.sha256, esc.sha256(&dest).await?);
     assert_eq!(downloaded, on_disk);
     assert_eq!(&downloaded[..3], b"BZh", "a bzip2 archive");
 

@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -490,6 +492,11 @@ async fn streaming_reads_and_writes_are_exact() -> Result<()> {
     assert_eq!(reader.size(), size);
     let (n, got) = read_all_hashing(reader).await?;
     assert_eq!((n, got.as_str()), (size, want.as_str()));
+    let done = s
+        .download_hashed(&rpath(&file), &mut tokio::io::sink())
+        .await?;
+    assert_eq!(done.bytes, size);
+    assert_eq!(done.sha256.to_string(), want);
 
     // Upload what we read back, to a new file, and compare.
     let data = std::fs::read(&file)?;
@@ -555,6 +562,17 @@ async fn streaming_reads_and_writes_are_exact() -> Result<()> {
 /// the server to the client, then either drops both sockets or (`stall`) stops forwarding
 /// while keeping them open.
 async fn proxy(upstream: SocketAddr, cut_after: u64, stall: bool) -> Result<SocketAddr> {
+    proxy_with_freeze(upstream, cut_after, stall, Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`proxy`] that also goes silent (forwards nothing more from the server, keeps the sockets
+/// open) as soon as `freeze` is set.
+async fn proxy_with_freeze(
+    upstream: SocketAddr,
+    cut_after: u64,
+    stall: bool,
+    freeze: Arc<AtomicBool>,
+) -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -576,6 +594,10 @@ async fn proxy(upstream: SocketAddr, cut_after: u64, stall: bool) -> Result<Sock
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if freeze.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                break;
+            }
             let n = if sent + n as u64 > cut_after {
                 (cut_after - sent) as usize
             } else {
@@ -674,6 +696,7 @@ fn pgrep(pattern: &str) -> bool {
     Command::new("pgrep")
         .arg("-f")
         .arg(pattern)
+        .stdout(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
@@ -718,5 +741,33 @@ async fn abandoned_transfers_and_commands_are_killed_on_the_node() -> Result<()>
         .run(&cmd(&["echo", "ok"]), &CommandLimits::default())
         .await?;
     assert_eq!(out.stdout_text(), "ok\n");
+    Ok(())
+}
+
+/// A peer that goes silent during a long command is detected by keepalives, well before the
+/// command's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_detect_a_silent_peer() -> Result<()> {
+    let sim = SimEsc::start(SimSpec::standalone())?;
+    let node = sim.node("esc");
+    let freeze = Arc::new(AtomicBool::new(false));
+    let addr = proxy_with_freeze(node.socket_addr(), u64::MAX, false, freeze.clone()).await?;
+    let opts = SessionOptions {
+        keepalive_interval: Duration::from_secs(1),
+        keepalive_max: 2,
+        ..SessionOptions::default()
+    };
+    let s = connect_via(node, addr, opts).await?;
+    let t = Instant::now();
+    let sleep = cmd(&["sleep", "60"]);
+    let limits = CommandLimits::with_timeout(Duration::from_secs(50));
+    let (res, ()) = tokio::join!(s.run(&sleep, &limits), async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        freeze.store(true, Ordering::SeqCst);
+    });
+    let err = res.unwrap_err();
+    assert!(matches!(err, SshError::ConnectionLost { .. }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(s.is_closed());
     Ok(())
 }

@@ -23,7 +23,7 @@ pub use parse::{
 };
 pub use remote::{CommandLine, RemotePath};
 pub use ssh::{
-    CommandLimits, CommandOutput, ExitStatus, RemoteFileReader, SessionOptions, SshCredentials,
-    SshSession, SshTarget,
+    CommandLimits, CommandOutput, Downloaded, ExitStatus, RemoteFileReader, SessionOptions,
+    SshCredentials, SshSession, SshTarget,
 };
 pub use version::EscVersion;

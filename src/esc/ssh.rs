@@ -24,6 +24,7 @@ use futures::stream::{BoxStream, StreamExt};
 use russh::client::{self, AuthResult, Handle, Msg};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, Disconnect, Sig, cipher};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::io::StreamReader;
@@ -31,7 +32,7 @@ use zeroize::Zeroizing;
 
 use crate::esc::error::{HostKeyError, SshError, clip, quote_output};
 use crate::esc::known_hosts::{KnownHosts, fingerprint};
-use crate::esc::parse::parse_stat_size;
+use crate::esc::parse::{Sha256Digest, parse_stat_size};
 use crate::esc::remote::{CommandLine, RemotePath};
 
 /// Where to connect, and as whom.
@@ -184,6 +185,15 @@ impl Default for SessionOptions {
             window_size: 8 << 20,
         }
     }
+}
+
+/// A completed download ([`SshSession::download_hashed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Downloaded {
+    /// The byte count (equal to the file's size).
+    pub bytes: u64,
+    /// The SHA-256 of the bytes received.
+    pub sha256: Sha256Digest,
 }
 
 /// How a remote command ended.
@@ -745,11 +755,39 @@ impl SshSession {
         path: &RemotePath,
         sink: &mut W,
     ) -> Result<u64, SshError> {
+        self.download_inner(path, sink, None).await
+    }
+
+    /// [`SshSession::download_to`] that also computes the SHA-256 of the bytes as they pass, to
+    /// compare with the node's own `sha256sum` ([`crate::esc::EscNode::sha256`]) or an
+    /// artifact's recorded digest.
+    pub async fn download_hashed<W: AsyncWrite + Unpin>(
+        &self,
+        path: &RemotePath,
+        sink: &mut W,
+    ) -> Result<Downloaded, SshError> {
+        let mut hasher = Sha256::new();
+        let bytes = self.download_inner(path, sink, Some(&mut hasher)).await?;
+        Ok(Downloaded {
+            bytes,
+            sha256: Sha256Digest(hasher.finalize().into()),
+        })
+    }
+
+    async fn download_inner<W: AsyncWrite + Unpin>(
+        &self,
+        path: &RemotePath,
+        sink: &mut W,
+        mut hasher: Option<&mut Sha256>,
+    ) -> Result<u64, SshError> {
         let size = self.file_size(path).await?;
         let mut chunks = self.chunks(path, size).await?;
         let mut total = 0u64;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             sink.write_all(&chunk)
                 .await
                 .map_err(|source| SshError::LocalIo {

@@ -298,29 +298,61 @@ impl Drop for SimNode {
 /// them: the sessions are collected (descendants of the listener, and any process whose
 /// environment names this node) and killed too.
 fn stop_sshd(root: &SimRoot, node: &str, sshd: Option<ProcessGroup>) {
-    let mut victims = Vec::new();
+    // Deepest first, each level gone before the next: a parent still alive reaps its killed
+    // child. (A process orphaned here would be re-parented to pid 1, which in some sandboxes
+    // never reaps, leaving a zombie.)
     if let Some(pg) = &sshd {
-        victims.extend(descendants(pg.pid() as i32));
+        let mut levels = descendant_levels(pg.pid() as i32);
+        while let Some(level) = levels.pop() {
+            kill_and_wait(&level, Duration::from_secs(2));
+        }
     }
     if let Some(mut pg) = sshd {
         pg.stop(Duration::from_secs(5));
     }
-    // Sessions may still fork (a login shell's rc files start background jobs): kill and
-    // look again until nothing of this node is left, for a bounded time.
+    // What is left of the node's sessions (already orphaned, or forked meanwhile: a login
+    // shell's rc files start background jobs): kill and look again until nothing is left.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        victims.extend(processes_of_node(root, node));
-        victims.retain(|p| alive(*p));
-        if victims.is_empty() || std::time::Instant::now() > deadline {
+        let left: Vec<i32> = processes_of_node(root, node)
+            .into_iter()
+            .filter(|p| alive(*p))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
             break;
         }
-        for pid in &victims {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        kill_and_wait(&left, Duration::from_millis(500));
+    }
+}
+
+/// SIGKILLs `pids` and waits (bounded) until each is gone (reaped) or a zombie.
+fn kill_and_wait(pids: &[i32], timeout: Duration) {
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    for pid in pids {
+        // Wait until its parent reaped it; a zombie of pid 1 may never be reaped: dead enough.
+        while std::time::Instant::now() < deadline {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => break,
+                Ok(stat) => {
+                    let rest: Vec<&str> = stat
+                        .rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .collect();
+                    if rest.first() == Some(&"Z") && rest.get(1) == Some(&"1") {
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -364,19 +396,24 @@ fn process_table() -> Vec<(i32, i32)> {
     out
 }
 
-fn descendants(pid: i32) -> Vec<i32> {
+/// The descendants of `pid`, by generation (children, grandchildren, ...).
+fn descendant_levels(pid: i32) -> Vec<Vec<i32>> {
     let table = process_table();
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for (c, pp) in &table {
-            if *pp == p && !out.contains(c) {
-                out.push(*c);
-                frontier.push(*c);
-            }
+    let mut levels: Vec<Vec<i32>> = Vec::new();
+    let mut current = vec![pid];
+    for _ in 0..16 {
+        let next: Vec<i32> = table
+            .iter()
+            .filter(|(_, pp)| current.contains(pp))
+            .map(|(c, _)| *c)
+            .collect();
+        if next.is_empty() {
+            break;
         }
+        levels.push(next.clone());
+        current = next;
     }
-    out
+    levels
 }
 
 /// Processes whose environment says they run on `node` of `root` (escadm, shells).

@@ -1023,6 +1023,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(args in proptest::collection::vec(".{0,20}", 0..6)) {
+            let _ = parse(&args);
+        }
+
+        #[test]
+        fn scp_parsing_never_panics_and_redaction_hides_the_password(
+            user in "[a-z]{1,8}",
+            password in "[A-Za-z0-9@:!]{1,16}",
+            host in "[a-z0-9.]{1,12}",
+            path in "/[a-z/]{1,12}",
+        ) {
+            let url = format!("scp://{user}:{password}@{host}:{path}");
+            let u = parse_scp(&url).expect("valid url");
+            proptest::prop_assert_eq!(&u.password, &Some(password.clone()));
+            proptest::prop_assert_eq!(&u.path, &path);
+            let shown = redact(&format!("--file={url}"));
+            proptest::prop_assert!(!shown.contains(&format!(":{password}@")), "{}", shown);
+        }
+    }
+
     #[test]
     fn scp_urls() {
         let u = parse_scp("scp://admin:pw:with@at@10.0.0.5:/backups/db.tar.bz2").unwrap();

@@ -283,12 +283,14 @@ impl SimRoot {
         Ok(())
     }
 
-    /// The whole journal, in order.
+    /// The whole journal, in order. Taken under the lock, so a line being appended is never
+    /// read half-written.
     pub fn read_journal(&self) -> Result<Vec<JournalEntry>> {
         let p = self.journal_path();
         if !p.exists() {
             return Ok(Vec::new());
         }
+        let _lock = self.lock()?;
         let f = File::open(&p).context("open journal")?;
         let mut out = Vec::new();
         for (i, line) in BufReader::new(f).lines().enumerate() {

@@ -18,7 +18,14 @@
 //! port, with its own host key, config, pid file and log, run under
 //! [`ProcessGroup`](crate::process::ProcessGroup) so that dropping the [`SimEsc`] (or the test
 //! process dying) stops it. Every command on a node runs with `ESC_SIM_NODE`/`ESC_SIM_ROOT` and
-//! a `PATH` whose first entry holds `escadm` (the simulator) and a `sudo` shim.
+//! a `PATH` starting with the node's `bin/`, which holds `escadm` (the simulator) and a `sudo`
+//! shim. sshd runs each session in a session of its own, out of the listener's process group:
+//! dropping a node also ends its sessions and whatever they still run (a command hung by a
+//! fault, say), deepest first so that their parents reap them.
+//!
+//! [`SimNode::power_off`] / [`SimNode::power_on`] simulate the VM going away (`nova stop`) and
+//! coming back: services stop (with a failover if it was the MASTER), sshd and its sessions end,
+//! and later sshd returns on the same address, port and host key.
 //!
 //! Logins: the key user (default `escsim`; `root` on request) with the node's client keys
 //! (ed25519 by default, RSA / ECDSA on request); the password user `escsim` with the password

@@ -919,8 +919,13 @@ fn drop_connection(ctx: &Ctx) -> ! {
         .and_then(|s| s.trim().parse().ok());
     let mut pid = nix::unistd::getppid().as_raw();
     let mut victims = Vec::new();
+    let mut under_listener = false;
     for _ in 0..16 {
-        if pid <= 1 || Some(pid) == listener {
+        if pid <= 1 {
+            break;
+        }
+        if Some(pid) == listener {
+            under_listener = true;
             break;
         }
         let Some((comm, ppid)) = proc_stat(pid) else {
@@ -930,6 +935,11 @@ fn drop_connection(ctx: &Ctx) -> ! {
             victims.push(pid);
         }
         pid = ppid;
+    }
+    // Only sessions of this node's own sshd: never an sshd this escadm merely runs under
+    // (`esc-sim run` from a developer's ssh login, say).
+    if !under_listener {
+        victims.clear();
     }
     for v in victims {
         let _ = nix::sys::signal::kill(

@@ -771,3 +771,63 @@ async fn keepalives_detect_a_silent_peer() -> Result<()> {
     assert!(s.is_closed());
     Ok(())
 }
+
+/// How far the remote `cat` of `name` has read its file (`pos` of the file's descriptor).
+fn remote_read_position(name: &str) -> Option<u64> {
+    let out = Command::new("pgrep")
+        .arg("-n")
+        .arg("-f")
+        .arg(format!("cat -- .*{name}"))
+        .output()
+        .ok()?;
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let link = std::fs::read_link(fd.path()).ok()?;
+        if link.to_string_lossy().ends_with(name) {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .ok()?;
+            return info
+                .lines()
+                .find_map(|l| l.strip_prefix("pos:"))
+                .and_then(|p| p.trim().parse().ok());
+        }
+    }
+    None
+}
+
+/// Backpressure: while the reader is not read, the node's `cat` is held back by the SSH window
+/// and bounded buffers; it does not read ahead the whole file into our memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_reader_holds_the_remote_side_back() -> Result<()> {
+    let sim = SimEsc::start(SimSpec::standalone())?;
+    let node = sim.node("esc");
+    let s = connect(node).await?;
+    let size = 256u64 << 20;
+    let file = node.create_file("backpressure.bin", size, Fill::Zeros)?;
+    let mut reader = s.read_file(&rpath(&file)).await?;
+    let mut buf = vec![0u8; 1 << 16];
+    reader.read_exact(&mut buf).await?;
+    let pause = Duration::from_secs(4);
+    tokio::time::sleep(pause).await;
+    let pos = remote_read_position("backpressure.bin").expect("the remote cat and its file");
+    // Reading on completes the transfer exactly; its rate shows how far an unbounded read-ahead
+    // would have got during the pause, so the bound below is meaningful.
+    let t = Instant::now();
+    let n = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await?;
+    assert_eq!(n + buf.len() as u64, size);
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let bound = 32u64 << 20;
+    eprintln!("paused reader: remote read position {pos} bytes; drain rate {rate:.0} B/s");
+    assert!(
+        rate * pause.as_secs_f64() > 2.0 * bound as f64,
+        "inconclusive: the transfer is too slow here ({rate:.0} B/s) to tell a bounded read-ahead"
+    );
+    assert!(
+        pos < bound,
+        "the node read {pos} bytes ahead of a paused reader"
+    );
+    Ok(())
+}

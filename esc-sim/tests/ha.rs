@@ -151,3 +151,46 @@ fn powering_off_the_master_fails_over_and_makes_it_unreachable() {
     // Same address, port and host key: the known_hosts line still verifies.
     assert_eq!(summary(a), "ESC status=0 ESC Backup Healthy");
 }
+
+#[test]
+fn restarting_the_standby_first_after_a_restore_loses_the_restored_database() {
+    // The trap the seed's order avoids: the standby comes up first, becomes MASTER with the
+    // old database, and the restored node then joins as BACKUP and syncs from it (DRBD).
+    let sim = common::ha();
+    let (a, b) = (sim.node("esc-a"), sim.node("esc-b"));
+    a.set_database_content(serde_json::json!({"marker": "backed-up"}))
+        .unwrap();
+    a.escadm("op_mode set --mode=maintenance").unwrap();
+    let dest = a.data_dir().join("db.tar.bz2");
+    assert_eq!(
+        a.escadm(&format!("backup --file {}", dest.display()))
+            .unwrap()
+            .exit,
+        0
+    );
+    a.escadm("op_mode set --mode=operation").unwrap();
+    a.set_database_content(serde_json::json!({"marker": "newer"}))
+        .unwrap();
+    b.set_database_content(serde_json::json!({"marker": "newer"}))
+        .unwrap();
+    b.escadm("stop").unwrap();
+    a.escadm("stop").unwrap();
+    assert_eq!(
+        a.escadm(&format!("restore --file {}", dest.display()))
+            .unwrap()
+            .exit,
+        0
+    );
+    b.escadm("restart").unwrap();
+    a.escadm("restart").unwrap();
+    assert_eq!(summary(b), "ESC status=0 ESC Master Healthy");
+    assert_eq!(a.database().unwrap().content["marker"], "newer");
+    let j = sim.journal().unwrap();
+    assert!(
+        j.first_seq(
+            "esc-a",
+            |e| matches!(e, Event::DatabaseSynced { from } if from == "esc-b")
+        )
+        .is_some()
+    );
+}

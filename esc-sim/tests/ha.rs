@@ -25,6 +25,21 @@ fn stopping_the_master_first_fails_over_to_the_standby() {
     assert_eq!(a.escadm("restart").unwrap().exit, 0);
     assert_eq!(summary(a), "ESC status=0 ESC Backup Healthy");
     assert_eq!(summary(b), "ESC status=0 ESC Master Healthy");
+    let j = sim.journal().unwrap();
+    let roles: Vec<(String, Role, Role)> = j
+        .events()
+        .filter_map(|(e, ev)| match ev {
+            Event::RoleChanged { from, to } => Some((e.node.clone(), *from, *to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("esc-b".to_string(), Role::Backup, Role::Master),
+            ("esc-a".to_string(), Role::Master, Role::Backup)
+        ]
+    );
     // Backups now run on esc-b only.
     a.escadm("op_mode set --mode=maintenance").unwrap();
     assert_eq!(a.escadm("backup --file /dev/null").unwrap().exit, 5);

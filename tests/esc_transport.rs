@@ -245,6 +245,31 @@ async fn authentication_errors_are_clear_and_never_leak_secrets() -> Result<()> 
     assert!(matches!(err, SshError::InvalidPrivateKey { .. }), "{err:?}");
     assert!(!err.to_string().contains("s3cr3t"), "{err}");
 
+    // Something listening that never speaks SSH: the connect timeout.
+    let mute = TcpListener::bind("127.0.0.1:0").await?;
+    let mute_port = mute.local_addr()?.port();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = mute.accept().await {
+            held.push(sock);
+        }
+    });
+    let opts = SessionOptions {
+        connect_timeout: Duration::from_secs(1),
+        ..SessionOptions::default()
+    };
+    let t = Instant::now();
+    let err = SshSession::connect(
+        SshTarget::new("127.0.0.1", mute_port, "root"),
+        &key_creds(node),
+        &known(node),
+        opts,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SshError::ConnectTimeout { .. }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
     // Nothing listening: a connect error naming host and port.
     let closed = SshTarget::new(node.address().to_string(), 1, "root");
     let err = SshSession::connect(

@@ -266,6 +266,12 @@ impl CommandOutput {
     }
 }
 
+/// Decoded credentials, ready for the authentication request.
+enum AuthMaterial<'a> {
+    Key(Arc<russh::keys::PrivateKey>),
+    Password(&'a str),
+}
+
 /// Errors inside russh's handler; a refused host key keeps its full description.
 #[derive(Debug)]
 enum HandlerError {
@@ -417,12 +423,11 @@ impl SshSession {
         options: SessionOptions,
     ) -> Result<Self, SshError> {
         // Decode the key first: a bad Secret is reported without touching the network.
-        let key = match credentials {
-            SshCredentials::PrivateKey { key, passphrase } => Some(Arc::new(decode_key(
-                key,
-                passphrase.as_ref().map(|p| p.as_str()),
-            )?)),
-            SshCredentials::Password(_) => None,
+        let material = match credentials {
+            SshCredentials::PrivateKey { key, passphrase } => AuthMaterial::Key(Arc::new(
+                decode_key(key, passphrase.as_ref().map(|p| p.as_str()))?,
+            )),
+            SshCredentials::Password(pw) => AuthMaterial::Password(pw.as_str()),
         };
         let config = Arc::new(russh_config(&options, known_hosts, &target));
         let verifier = Verifier {
@@ -461,13 +466,11 @@ impl SshSession {
             })??;
 
         let auth = async {
-            match (credentials, key) {
-                (SshCredentials::Password(pw), _) => {
-                    handle
-                        .authenticate_password(target.user.clone(), pw.as_str())
-                        .await
+            match material {
+                AuthMaterial::Password(pw) => {
+                    handle.authenticate_password(target.user.clone(), pw).await
                 }
-                (SshCredentials::PrivateKey { .. }, Some(key)) => {
+                AuthMaterial::Key(key) => {
                     let hash = if key.algorithm().is_rsa() {
                         handle.best_supported_rsa_hash().await?.flatten()
                     } else {
@@ -480,7 +483,6 @@ impl SshSession {
                         )
                         .await
                 }
-                (SshCredentials::PrivateKey { .. }, None) => unreachable!("key decoded above"),
             }
         };
         let result = tokio::time::timeout(options.auth_timeout, auth)

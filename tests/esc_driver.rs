@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use esc_operator::esc::parse::parse_backup_metadata;
 use esc_operator::esc::{
     DriverError, DriverTimeouts, EscNode, EscVersion, EscadmFailure, HaRole, Health, KnownHosts,
     OpMode, RemotePath, SessionOptions, SshCredentials, SshError, SshTarget,
@@ -77,6 +78,23 @@ async fn standalone_every_command_over_one_connection() -> Result<()> {
     assert_eq!(done.sha256, esc.sha256(&dest).await?);
     assert_eq!(downloaded, on_disk);
     assert_eq!(&downloaded[..3], b"BZh", "a bzip2 archive");
+    // Its metadata names the ESC version it was taken on (restore's downgrade check).
+    let local = tempfile::NamedTempFile::new()?;
+    std::fs::write(local.path(), &downloaded)?;
+    let meta = std::process::Command::new("tar")
+        .arg("-xjOf")
+        .arg(local.path())
+        .arg("esc_db/metadata.json")
+        .output()?;
+    assert!(meta.status.success(), "{meta:?}");
+    let meta = parse_backup_metadata(&String::from_utf8_lossy(&meta.stdout))?;
+    assert_eq!(meta.esc_version, "5.10.0.86".parse::<EscVersion>()?);
+
+    // One connection, two channels at once: a download and a status.
+    let mut sink = Vec::new();
+    let (dl, st) = tokio::join!(esc.session().download_to(&dest, &mut sink), esc.status());
+    assert_eq!(dl?, on_disk.len() as u64);
+    assert_eq!(st?.role, HaRole::Standalone);
 
     assert_eq!(
         esc.set_op_mode(OpMode::Operation, false).await?,

@@ -224,6 +224,14 @@ pub enum SshError {
         expected: u64,
         actual: u64,
     },
+    /// A helper command (`stat`) printed something else than expected.
+    #[error("{host} port {port}: {source}")]
+    UnexpectedOutput {
+        host: String,
+        port: u16,
+        #[source]
+        source: ParseError,
+    },
     /// A path unfit for a remote command (not absolute, control characters, a URL).
     #[error(transparent)]
     Path(#[from] PathError),

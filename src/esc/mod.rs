@@ -18,8 +18,8 @@ pub use error::{DriverError, HostKeyError, ParseError, PathError, SshError, Vers
 pub use escadm::EscadmCommand;
 pub use known_hosts::KnownHosts;
 pub use parse::{
-    BackupResult, EscadmFailure, HaRole, Health, LogCollectResult, NodeStatus, OpMode,
-    ServiceRunState, ServiceState, Sha256Digest,
+    BackupMetadata, BackupResult, EscadmFailure, HaRole, Health, LogCollectResult, NodeStatus,
+    OpMode, ServiceRunState, ServiceState, Sha256Digest,
 };
 pub use remote::{CommandLine, RemotePath};
 pub use ssh::{

@@ -206,6 +206,45 @@ impl FromStr for Sha256Digest {
     }
 }
 
+/// `esc_db/metadata.json` of a backup archive: where and from which ESC version it was taken.
+/// Restore compares [`BackupMetadata::esc_version`] with the target node's version (ESC does
+/// not support schema downgrade).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupMetadata {
+    /// The ESC version of the node the backup was taken on.
+    pub esc_version: EscVersion,
+    /// The database schema version, when recorded.
+    pub schema_version: Option<String>,
+    /// The node it was taken on, when recorded.
+    pub node: Option<String>,
+    /// When it was taken (`yyyymmddThhmmssZ`), when recorded.
+    pub created: Option<String>,
+}
+
+/// Parses `esc_db/metadata.json` (`{"esc_version": "...", "schema_version": "...", "node": "...",
+/// "created": "..."}`); unknown fields are ignored, `esc_version` is required.
+pub fn parse_backup_metadata(json: &str) -> Result<BackupMetadata, ParseError> {
+    const CMD: &str = "esc_db/metadata.json";
+    const EXPECTED: &str = "a JSON object with a string `esc_version` such as \"5.10.0.86\"";
+    let err = || ParseError::new(CMD, EXPECTED, json);
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|_| err())?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(|s| clip(s, 200))
+    };
+    let esc_version = field("esc_version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(err)?;
+    Ok(BackupMetadata {
+        esc_version,
+        schema_version: field("schema_version"),
+        node: field("node"),
+        created: field("created"),
+    })
+}
+
 /// Why escadm refused or failed, from its exit code (per the documented table) and its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EscadmFailure {
@@ -841,6 +880,30 @@ ESC status=0 ESC Master Healthy
         assert_eq!(failure_message("", "Traceback\n"), "\"Traceback\"");
     }
 
+    #[test]
+    fn backup_metadata() {
+        let m = parse_backup_metadata(
+            r#"{"esc_version": "5.10.0.86", "schema_version": "5.10", "node": "esc-a", "created": "20261128T083000Z", "future": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.esc_version, "5.10.0.86".parse().unwrap());
+        assert_eq!(m.schema_version.as_deref(), Some("5.10"));
+        assert_eq!(m.node.as_deref(), Some("esc-a"));
+        assert!(m.esc_version > "5.9.1.20".parse().unwrap());
+        let m = parse_backup_metadata(r#"{"esc_version": "4.4"}"#).unwrap();
+        assert_eq!((m.schema_version, m.node, m.created), (None, None, None));
+        for bad in [
+            "",
+            "[]",
+            r#"{"esc_version": 5}"#,
+            r#"{"esc_version": "x"}"#,
+            "{",
+        ] {
+            let e = parse_backup_metadata(bad).unwrap_err();
+            assert!(e.to_string().contains("metadata.json"), "{e}");
+        }
+    }
+
     fn noise() -> impl Strategy<Value = Vec<String>> {
         proptest::collection::vec("[ -~]{0,60}", 0..4)
     }
@@ -858,6 +921,7 @@ ESC status=0 ESC Master Healthy
             let _ = parse_log_collect(&s);
             let _ = parse_sha256sum(&s);
             let _ = parse_stat_size(&s);
+            let _ = parse_backup_metadata(&s);
             let _ = classify_failure(Some(3), &s);
             let _ = failure_message(&s, &s);
         }

@@ -725,12 +725,10 @@ impl SshSession {
                 &CommandLimits::with_timeout(Duration::from_secs(30)),
             )
             .await?;
-        parse_stat_size(&out.stdout_text()).map_err(|e| SshError::RemoteFailed {
+        parse_stat_size(&out.stdout_text()).map_err(|source| SshError::UnexpectedOutput {
             host: self.target.host.clone(),
             port: self.target.port,
-            command: format!("stat {path}"),
-            exit: "exit status 0".into(),
-            stderr: e.to_string(),
+            source,
         })
     }
 

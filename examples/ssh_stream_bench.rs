@@ -3,7 +3,7 @@
 //! MB/s per run, the medians and the ratio.
 //!
 //! ```text
-//! cargo run --release --example ssh_stream_bench [-- --rounds N --size-mib M]
+//! cargo run --release --example ssh_stream_bench [-- --rounds N --size-mib M --window-mib W]
 //! ```
 //!
 //! Rows:
@@ -31,19 +31,24 @@ use esc_testbed::sshd::{Fill, SimEsc, SimNode, SimSpec};
 struct Args {
     rounds: usize,
     size_mib: u64,
+    window_mib: Option<u32>,
 }
 
 fn args() -> Result<Args> {
     let mut a = Args {
         rounds: 3,
         size_mib: 1024,
+        window_mib: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--rounds" => a.rounds = it.next().context("--rounds N")?.parse()?,
             "--size-mib" => a.size_mib = it.next().context("--size-mib M")?.parse()?,
-            other => bail!("unknown argument {other} (use --rounds N, --size-mib M)"),
+            "--window-mib" => a.window_mib = Some(it.next().context("--window-mib W")?.parse()?),
+            other => {
+                bail!("unknown argument {other} (use --rounds N, --size-mib M, --window-mib W)")
+            }
         }
     }
     Ok(a)
@@ -124,7 +129,12 @@ fn main() -> Result<()> {
         SshTarget::new(node.address().to_string(), node.port(), node.key_user()),
         &SshCredentials::private_key(node.private_key_pem()?.into_bytes(), None),
         &KnownHosts::parse(&node.known_hosts_line()),
-        SessionOptions::default(),
+        SessionOptions {
+            window_size: args
+                .window_mib
+                .map_or(SessionOptions::default().window_size, |w| w << 20),
+            ..SessionOptions::default()
+        },
     ))?;
 
     let labels = [

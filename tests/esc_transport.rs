@@ -386,6 +386,26 @@ async fn commands_exit_status_stderr_timeouts_limits_and_sudo() -> Result<()> {
         "{err}"
     );
 
+    // A command that exits but leaves something running with its output open (a daemon that
+    // `escadm restart` starts): done soon after the exit, and what it started keeps running.
+    let t = Instant::now();
+    let out = s
+        .run(
+            &cmd(&["sh", "-c", "sleep 331 & echo started"]),
+            &CommandLimits::with_timeout(Duration::from_secs(20)),
+        )
+        .await?;
+    assert_eq!(out.exit_status, ExitStatus::Code(0));
+    assert_eq!(out.stdout_text(), "started\n");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(pgrep("sleep 331"), "the started process was killed");
+    // End it by its pid (it is this test's own process).
+    let pids = Command::new("pgrep").args(["-f", "^sleep 331$"]).output()?;
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let _ = Command::new("kill").arg(pid).status();
+    }
+
     // A prompt gets end of input at once, it does not wait for the timeout.
     let t = Instant::now();
     let out = s

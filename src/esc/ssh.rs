@@ -187,6 +187,9 @@ impl Default for SessionOptions {
     }
 }
 
+/// How long [`SshSession::run`] waits for the rest of the output once the command has exited.
+const EXIT_LINGER: Duration = Duration::from_secs(2);
+
 /// A completed download ([`SshSession::download_hashed`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Downloaded {
@@ -613,9 +616,18 @@ impl SshSession {
         let mut stderr = Vec::new();
         let mut stderr_truncated = false;
         let mut exit = None;
+        let mut wait_until = deadline;
         loop {
-            let msg = match tokio::time::timeout_at(deadline, channel.get().wait()).await {
+            let msg = match tokio::time::timeout_at(wait_until, channel.get().wait()).await {
                 Ok(m) => m,
+                Err(_) if exit.is_some() => {
+                    // The command exited but something it started (a daemon, on `escadm
+                    // restart`) still holds its output open: done. Close the channel without
+                    // signalling, so that what it started keeps running.
+                    let _ = channel.get().close().await;
+                    channel.finished();
+                    break;
+                }
                 Err(_) => {
                     channel.abort().await;
                     return Err(self.timeout_err(&line, limits.timeout));
@@ -645,7 +657,8 @@ impl SshSession {
                     stderr.extend_from_slice(&data[..data.len().min(room)]);
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    exit = Some(ExitStatus::Code(exit_status))
+                    exit = Some(ExitStatus::Code(exit_status));
+                    wait_until = deadline.min(Instant::now() + EXIT_LINGER);
                 }
                 Some(ChannelMsg::ExitSignal {
                     signal_name,
@@ -655,7 +668,8 @@ impl SshSession {
                     exit = Some(ExitStatus::Signal {
                         signal: sig_name(&signal_name),
                         core_dumped,
-                    })
+                    });
+                    wait_until = deadline.min(Instant::now() + EXIT_LINGER);
                 }
                 Some(ChannelMsg::Failure) => {
                     channel.abort().await;

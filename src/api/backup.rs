@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Artifact, Condition, LocalObjectRef, RunPhase, StepStatus, Time};
+use super::common::{LocalObjectRef, RunStatus};
 use super::storage::{S3Connection, ScpLocation, ServerSideEncryption};
 
 /// A request to back up an ESC deployment: the spec is immutable, the status records the run.
@@ -171,28 +171,4 @@ pub enum BackupStep {
 }
 
 /// The observed state of a backup run.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EscBackupStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<RunPhase>,
-    /// Each step started so far, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
-    pub steps: Vec<StepStatus<BackupStep>>,
-    /// The stored artifact, once verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact: Option<Artifact>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
-    /// What happened, for a person: on failure the step, the reason and what to do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-}
+pub type EscBackupStatus = RunStatus<BackupStep>;

@@ -92,3 +92,49 @@ pub struct Artifact {
     pub esc_version: String,
     pub created_at: Time,
 }
+
+/// The observed state of a backup or restore run.
+// `S` is the run's step enum: BackupStep or RestoreStep.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+// Serde would otherwise ask `S: Default` for the defaulted `steps`; `Vec` needs no such thing.
+#[serde(rename_all = "camelCase", bound(deserialize = "S: Deserialize<'de>"))]
+pub struct RunStatus<S> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RunPhase>,
+    /// Each step started so far, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub steps: Vec<StepStatus<S>>,
+    /// The artifact: for a backup the stored and verified one, for a restore the one restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// What happened, for a person: on failure the step, the reason, the cluster's resulting
+    /// state and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+// By hand: a derived Default would require `S: Default`, which step enums have no reason to be.
+impl<S> Default for RunStatus<S> {
+    fn default() -> Self {
+        Self {
+            observed_generation: None,
+            phase: None,
+            steps: Vec::new(),
+            artifact: None,
+            started_at: None,
+            completed_at: None,
+            message: None,
+            conditions: Vec::new(),
+        }
+    }
+}

@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, LocalObjectRef, RunPhase, StepStatus, Time};
+use super::common::{LocalObjectRef, RunStatus};
 use super::storage::{S3Connection, ScpLocation};
 
 /// A request to restore an ESC deployment's database: the spec is immutable, the status
@@ -131,28 +131,4 @@ pub enum RestoreStep {
 }
 
 /// The observed state of a restore run.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EscRestoreStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<RunPhase>,
-    /// Each step started so far, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
-    pub steps: Vec<StepStatus<RestoreStep>>,
-    /// The artifact restored (uri, size, sha256, ESC version).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact: Option<super::common::Artifact>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
-    /// What happened, for a person: on failure the step, the cluster's state and what to do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-}
+pub type EscRestoreStatus = RunStatus<RestoreStep>;

@@ -22,12 +22,24 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML (all kinds, one document each), or write one
     /// file per CRD into a directory.
     Crd {
-        /// Write `<group>_<plural>.yaml` files into this directory instead of printing.
+        /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
     /// Print the version of this build.
     Version,
+    /// List every EscCluster, EscBackup and EscRestore this identity can see — in a pod, with
+    /// its ServiceAccount token; elsewhere, with the kubeconfig — or say which permission is
+    /// missing.
+    CheckAccess {
+        /// Namespace to list in. Default: the pod's own namespace in a cluster, else the
+        /// kubeconfig's.
+        #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// List across all namespaces (needs a ClusterRole).
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +54,10 @@ fn main() -> ExitCode {
             println!("esc-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::CheckAccess {
+            namespace,
+            all_namespaces,
+        } => check_access(namespace, all_namespaces),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,4 +93,34 @@ fn print_or_write_crds(out_dir: Option<PathBuf>) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn check_access(namespace: Option<String>, all_namespaces: bool) -> Result<(), String> {
+    use esc_operator::access::{Scope, check_access};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let config = kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}"))?;
+        let scope = if all_namespaces {
+            Scope::AllNamespaces
+        } else {
+            Scope::Namespace(namespace.unwrap_or_else(|| config.default_namespace.clone()))
+        };
+        let client =
+            kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
+        let listings = check_access(&client, &scope)
+            .await
+            .map_err(|e| e.to_string())?;
+        for listing in listings {
+            println!("{}: {} in {scope}", listing.resource, listing.objects.len());
+            for object in &listing.objects {
+                println!("  {object}");
+            }
+        }
+        Ok(())
+    })
 }

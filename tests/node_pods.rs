@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use esc_testbed::cluster::TestCluster;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, LogParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{Api, ListParams, LogParams, ObjectMeta, PostParams};
 use serde_json::{Value, json};
 
 const ENFORCE_RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
@@ -176,6 +177,25 @@ async fn wait_job(cluster: &TestCluster, ns: &str, name: &str, timeout: Duration
     }
 }
 
+/// Waits until the pod has terminated (phase Succeeded or Failed).
+async fn wait_terminated(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<Pod> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pod = pods.get(name).await?;
+        let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            return Ok(pod);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "pod {name} not terminated after {timeout:?}: {:?}",
+                pod.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The first container's status as JSON (fields newer than this crate's types included).
 fn container_status(pod: &Pod) -> Value {
     let status = serde_json::to_value(pod.status.as_ref()).unwrap_or_default();
@@ -269,6 +289,136 @@ async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
             );
         }
         other => panic!("a hostNetwork pod was not refused by restricted: {other:?}"),
+    }
+    Ok(())
+}
+
+/// `esc-operator check-access` run as a pod with the ServiceAccount `esc-operator`, reaching the
+/// API server through the plain in-cluster configuration. On failure the kubelet puts the tail of
+/// its output in the container's termination message (`FallbackToLogsOnError`), which is where
+/// `kubectl describe` and the operator's own status reporting read it.
+fn check_access_pod(cluster: &TestCluster, image: &str, name: &str) -> Result<Pod> {
+    let mut spec = operator_pod_spec(image, &["check-access"], Some(cluster));
+    spec["serviceAccountName"] = json!("esc-operator");
+    spec["containers"][0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
+    pod(name, spec)
+}
+
+#[tokio::test]
+async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_then_lists()
+-> Result<()> {
+    let cluster = TestCluster::shared();
+    let image = imported_image(cluster);
+    cluster.install_crds(&esc_operator::api::crds()).await?;
+    // Not `restricted`: the pod uses the host network to reach the API server (see above).
+    let ns = cluster.namespace("image-rbac").await?;
+    let client = cluster.client();
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_owned()),
+        ..ObjectMeta::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns.name())
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta("esc-operator"),
+                ..ServiceAccount::default()
+            },
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
+
+    // No Role yet: the API server answers 403 and the binary fails, naming the permission.
+    pods.create(
+        &PostParams::default(),
+        &check_access_pod(cluster, &image.name, "refused")?,
+    )
+    .await?;
+    let refused = wait_terminated(&pods, "refused", Duration::from_secs(60)).await?;
+    let status = container_status(&refused);
+    let terminated = &status["state"]["terminated"];
+    let exit_code = terminated["exitCode"].as_i64().unwrap_or_default();
+    let message = terminated["message"].as_str().unwrap_or_default();
+    println!("refused: exit code {exit_code}, termination message {message:?}");
+    assert_eq!(
+        refused.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Failed")
+    );
+    assert_ne!(exit_code, 0, "{status}");
+    for needed in [
+        "forbidden: cannot list escclusters.escoperator.dev",
+        &format!("in namespace {}", ns.name()),
+        &format!("system:serviceaccount:{}:esc-operator", ns.name()),
+    ] {
+        assert!(message.contains(needed), "{message:?} lacks {needed:?}");
+    }
+
+    // With a Role for the operator's kinds the same pod lists them.
+    Api::<Role>::namespaced(client.clone(), ns.name())
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta("esc-reader"),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["escoperator.dev".into()]),
+                    resources: Some(vec![
+                        "escclusters".into(),
+                        "escbackups".into(),
+                        "escrestores".into(),
+                    ]),
+                    verbs: vec!["get".into(), "list".into(), "watch".into()],
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns.name())
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: meta("esc-reader"),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: "esc-reader".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "esc-operator".into(),
+                    namespace: Some(ns.name().into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await?;
+    // The RBAC authorizer works from informers: wait until it sees the binding.
+    let as_operator = cluster.impersonate_service_account(ns.name(), "esc-operator")?;
+    let scope = esc_operator::access::Scope::Namespace(ns.name().to_owned());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while esc_operator::access::check_access(&as_operator, &scope)
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("the RoleBinding did not take effect within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pods.create(
+        &PostParams::default(),
+        &check_access_pod(cluster, &image.name, "granted")?,
+    )
+    .await?;
+    let granted = wait_terminated(&pods, "granted", Duration::from_secs(60)).await?;
+    let logs = pods.logs("granted", &LogParams::default()).await?;
+    assert_eq!(
+        granted.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded"),
+        "logs: {logs}"
+    );
+    for kind in ["escclusters", "escbackups", "escrestores"] {
+        let line = format!("{kind}.escoperator.dev: 0 in namespace {}", ns.name());
+        assert!(logs.contains(&line), "logs {logs:?} lack {line:?}");
     }
     Ok(())
 }

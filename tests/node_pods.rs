@@ -251,19 +251,23 @@ async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
 
     // The specs the operator's pods use, with the test bed's hostNetwork removed (it exists only
     // because this node has no Service routing); server-side dry-run runs the admission chain.
-    let specs = [
-        (
+    create_operator_service_account(&cluster.client(), ns.name()).await?;
+    let without_host_network = |mut pod: Pod| {
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.host_network = None;
+        }
+        pod
+    };
+    let candidates = [
+        pod(
             "version",
             operator_pod_spec(&image.name, &["version"], None),
-        ),
-        ("api-client", {
-            let mut spec = operator_pod_spec(&image.name, &["version"], Some(cluster));
-            spec.as_object_mut().unwrap().remove("hostNetwork");
-            spec
-        }),
+        )?,
+        without_host_network(check_access_pod(cluster, &image.name, "check-access")?),
     ];
-    for (name, spec) in specs {
-        pods.create(&dry_run, &pod(name, spec)?)
+    for candidate in candidates {
+        let name = candidate.metadata.name.clone().unwrap_or_default();
+        pods.create(&dry_run, &candidate)
             .await
             .with_context(|| format!("restricted rejected the {name} pod spec"))?;
     }
@@ -293,6 +297,23 @@ async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
     Ok(())
 }
 
+/// Creates the ServiceAccount `esc-operator` (without any Role) in `ns`.
+async fn create_operator_service_account(client: &kube::Client, ns: &str) -> Result<()> {
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("esc-operator".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// `esc-operator check-access` run as a pod with the ServiceAccount `esc-operator`, reaching the
 /// API server through the plain in-cluster configuration. On failure the kubelet puts the tail of
 /// its output in the container's termination message (`FallbackToLogsOnError`), which is where
@@ -317,15 +338,7 @@ async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_the
         name: Some(name.to_owned()),
         ..ObjectMeta::default()
     };
-    Api::<ServiceAccount>::namespaced(client.clone(), ns.name())
-        .create(
-            &PostParams::default(),
-            &ServiceAccount {
-                metadata: meta("esc-operator"),
-                ..ServiceAccount::default()
-            },
-        )
-        .await?;
+    create_operator_service_account(&client, ns.name()).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
 
     // No Role yet: the API server answers 403 and the binary fails, naming the permission.

@@ -16,6 +16,9 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.3}
 
 here=$(cd "$(dirname "$0")" && pwd)
+LOG_PREFIX=cluster-build
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
 cache_root=${ESC_CACHE_DIR:-$HOME/.cache/esc-operator}
 bin_dir="$cache_root/k8s-$K8S_VERSION/bin"
 work_dir="$cache_root/k8s-$K8S_VERSION/work"
@@ -24,20 +27,9 @@ mkdir -p "$bin_dir" "$work_dir"
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 all_bins=("${k8s_bins[@]}" etcd containerd containerd-shim-runc-v2 ctr runc)
 
-log() { printf '[cluster-build] %s\n' "$*" >&2; }
-
 missing() {
   local b
   for b in "$@"; do [ -x "$bin_dir/$b" ] || { echo "$b"; return; }; done
-}
-
-need_apt() {
-  local pkgs=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
-  [ ${#pkgs[@]} -eq 0 ] && return
-  log "apt-get install ${pkgs[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 }
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod

@@ -19,7 +19,9 @@ cache_root=${ESC_CACHE_DIR:-$HOME/.cache/esc-operator}
 out_dir="$cache_root/k8s-$K8S_VERSION/images"
 out="$out_dir/pause-$PAUSE_TAG.oci.tar"
 
-log() { printf '[pause-image] %s\n' "$*" >&2; }
+LOG_PREFIX=pause-image
+# shellcheck source=../lib.sh
+. "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 
 if [ -s "$out" ]; then
   echo "$out"
@@ -33,14 +35,6 @@ if [ -s "$out" ]; then
   exit 0
 fi
 
-need_apt() {
-  local pkgs=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
-  [ ${#pkgs[@]} -eq 0 ] && return
-  log "apt-get install ${pkgs[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
-}
 need_apt buildah gcc libc6-dev
 
 # pause.c from the kubernetes module at the version the cluster runs.

@@ -37,19 +37,12 @@ mkdir -p "$img_cache"
 # The runtime packages of the base, the same set the default RUNTIME_BASE of the Dockerfile has.
 BASE_PACKAGES=(libc6 libgcc-s1 ca-certificates tzdata)
 
-log() { printf '[image-build] %s\n' "$*" >&2; }
+LOG_PREFIX="image-build"
+# shellcheck source=tools/lib.sh
+. "$here/../lib.sh"
 die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
-
-need_apt() {
-  local pkgs=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
-  [ ${#pkgs[@]} -eq 0 ] && return
-  log "apt-get install ${pkgs[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
-}
 
 # buildah with its own storage under the cache: vfs needs no overlay support from the kernel, and
 # nothing here depends on (or disturbs) the machine's default container storage.

@@ -13,7 +13,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 max_mib=${ESC_IMAGE_MAX_MIB:-100}
 
-command -v jq >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null; }
+LOG_PREFIX="image-check"
+# shellcheck source=tools/lib.sh
+. "$here/../lib.sh"
+need_apt jq
 
 archive=${1:-$("$here/build.sh")}
 [ -s "$archive" ] || { echo "no archive at $archive" >&2; exit 1; }

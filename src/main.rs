@@ -61,14 +61,60 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            write_termination_message(&failure.message);
+            ExitCode::from(failure.kind as u8)
         }
     }
 }
 
-fn print_or_write_crds(out_dir: Option<PathBuf>) -> Result<(), String> {
+/// Why a command failed. The exit status tells the kinds apart, so a Job's pod status (and a
+/// script) can distinguish "not allowed" from any other failure without parsing text.
+struct Failure {
+    kind: FailureKind,
+    message: String,
+}
+
+/// Exit statuses (2 is clap's, for usage errors).
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum FailureKind {
+    Error = 1,
+    /// The API server refused this identity (RBAC): fix the Role, not the operator.
+    AccessDenied = 3,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            kind: FailureKind::Error,
+            message,
+        }
+    }
+}
+
+/// In a pod the kubelet shows this file's content as the container's termination message
+/// (`kubectl describe`, the pod's and so the Job's status), so a failed Job explains itself
+/// without anyone reading its logs. Absent outside a pod.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// Kubernetes keeps at most 4096 bytes of a termination message.
+const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+fn write_termination_message(message: &str) {
+    if !std::path::Path::new(TERMINATION_LOG).exists() {
+        return;
+    }
+    let mut end = message.len().min(TERMINATION_MESSAGE_LIMIT);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    // Best effort: failing to report a failure must not hide the failure's exit status.
+    let _ = std::fs::write(TERMINATION_LOG, &message[..end]);
+}
+
+fn print_or_write_crds(out_dir: Option<PathBuf>) -> Result<(), Failure> {
     let crds = esc_operator::api::crds();
     match out_dir {
         None => {
@@ -95,8 +141,8 @@ fn print_or_write_crds(out_dir: Option<PathBuf>) -> Result<(), String> {
     }
 }
 
-fn check_access(namespace: Option<String>, all_namespaces: bool) -> Result<(), String> {
-    use esc_operator::access::{Scope, check_access};
+fn check_access(namespace: Option<String>, all_namespaces: bool) -> Result<(), Failure> {
+    use esc_operator::access::{AccessError, Scope, check_access};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,9 +158,13 @@ fn check_access(namespace: Option<String>, all_namespaces: bool) -> Result<(), S
         };
         let client =
             kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
-        let listings = check_access(&client, &scope)
-            .await
-            .map_err(|e| e.to_string())?;
+        let listings = check_access(&client, &scope).await.map_err(|e| Failure {
+            kind: match e {
+                AccessError::Forbidden { .. } => FailureKind::AccessDenied,
+                AccessError::Api { .. } => FailureKind::Error,
+            },
+            message: e.to_string(),
+        })?;
         for listing in listings {
             println!("{}: {} in {scope}", listing.resource, listing.objects.len());
             for object in &listing.objects {

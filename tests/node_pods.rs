@@ -145,36 +145,58 @@ fn pod(name: &str, spec: Value) -> Result<Pod> {
     }))?)
 }
 
-/// Waits until the Job is Complete (returns its pod) or Failed (error with the pod's status).
-async fn wait_job(cluster: &TestCluster, ns: &str, name: &str, timeout: Duration) -> Result<Pod> {
+/// Whether a Job's condition of this type is True.
+fn job_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// Waits until the Job is Complete or Failed; returns the Job and its pod.
+async fn wait_job_finished(
+    cluster: &TestCluster,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(Job, Pod)> {
     let jobs: Api<Job> = Api::namespaced(cluster.client(), ns);
     let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
     let deadline = Instant::now() + timeout;
-    let condition = |job: &Job, type_: &str| {
-        job.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
-    };
     loop {
         let job = jobs.get(name).await?;
-        let complete = condition(&job, "Complete");
-        if complete || condition(&job, "Failed") || Instant::now() > deadline {
+        if job_condition(&job, "Complete") || job_condition(&job, "Failed") {
             let listed = pods
                 .list(&ListParams::default().labels(&format!("job-name={name}")))
                 .await?;
-            let pod = listed.items.into_iter().next();
-            if complete {
-                return pod.with_context(|| format!("job {name} is Complete but has no pod"));
-            }
+            let pod = listed
+                .items
+                .into_iter()
+                .next()
+                .with_context(|| format!("job {name} finished but has no pod"))?;
+            return Ok((job, pod));
+        }
+        if Instant::now() > deadline {
             bail!(
-                "job {name} did not complete within {timeout:?}: job status {:?}; pod status {:?}",
-                job.status,
-                pod.and_then(|p| p.status)
+                "job {name} not finished within {timeout:?}: {:?}",
+                job.status
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until the Job is Complete (returns its pod); a Failed Job is an error with its status.
+async fn wait_job(cluster: &TestCluster, ns: &str, name: &str, timeout: Duration) -> Result<Pod> {
+    let (job, pod) = wait_job_finished(cluster, ns, name, timeout).await?;
+    if !job_condition(&job, "Complete") {
+        bail!(
+            "job {name} failed: job status {:?}; pod status {:?}",
+            job.status,
+            pod.status
+        );
+    }
+    Ok(pod)
 }
 
 /// Waits until the pod has terminated (phase Succeeded or Failed).
@@ -315,13 +337,12 @@ async fn create_operator_service_account(client: &kube::Client, ns: &str) -> Res
 }
 
 /// `esc-operator check-access` run as a pod with the ServiceAccount `esc-operator`, reaching the
-/// API server through the plain in-cluster configuration. On failure the kubelet puts the tail of
-/// its output in the container's termination message (`FallbackToLogsOnError`), which is where
-/// `kubectl describe` and the operator's own status reporting read it.
+/// API server through the plain in-cluster configuration. On failure the binary writes its error
+/// to `/dev/termination-log` (the default `terminationMessagePolicy: File`), which is where
+/// `kubectl describe`, the Job's pod status and the operator's own status reporting read it.
 fn check_access_pod(cluster: &TestCluster, image: &str, name: &str) -> Result<Pod> {
     let mut spec = operator_pod_spec(image, &["check-access"], Some(cluster));
     spec["serviceAccountName"] = json!("esc-operator");
-    spec["containers"][0]["terminationMessagePolicy"] = json!("FallbackToLogsOnError");
     pod(name, spec)
 }
 
@@ -341,13 +362,23 @@ async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_the
     create_operator_service_account(&client, ns.name()).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
 
-    // No Role yet: the API server answers 403 and the binary fails, naming the permission.
-    pods.create(
-        &PostParams::default(),
-        &check_access_pod(cluster, &image.name, "refused")?,
-    )
-    .await?;
-    let refused = wait_terminated(&pods, "refused", Duration::from_secs(60)).await?;
+    // No Role yet: the API server answers 403; the binary exits 3 after writing a termination
+    // message that names the permission, and its Job fails with that message in the API.
+    let refused_job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": "refused" },
+        "spec": {
+            "backoffLimit": 0,
+            "template": { "spec": check_access_pod(cluster, &image.name, "unused")?.spec }
+        }
+    }))?;
+    Api::<Job>::namespaced(client.clone(), ns.name())
+        .create(&PostParams::default(), &refused_job)
+        .await?;
+    let (job, refused) =
+        wait_job_finished(cluster, ns.name(), "refused", Duration::from_secs(60)).await?;
+    assert!(job_condition(&job, "Failed"), "{:?}", job.status);
     let status = container_status(&refused);
     let terminated = &status["state"]["terminated"];
     let exit_code = terminated["exitCode"].as_i64().unwrap_or_default();
@@ -357,7 +388,7 @@ async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_the
         refused.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Failed")
     );
-    assert_ne!(exit_code, 0, "{status}");
+    assert_eq!(exit_code, 3, "exit status 3 means access denied: {status}");
     for needed in [
         "forbidden: cannot list escclusters.escoperator.dev",
         &format!("in namespace {}", ns.name()),

@@ -320,9 +320,10 @@ impl TestCluster {
         ]);
         self.spawn("kube-apiserver", apiserver, &logs)?;
 
+        let server = self.api_server_url();
         write_kubeconfig(
             &self.admin_kubeconfig,
-            self.api_port,
+            &server,
             &ca,
             &admin.cert,
             &admin.key,
@@ -332,7 +333,7 @@ impl TestCluster {
 
         if self.options.with_controller_manager {
             let kubeconfig = dir.join("controller-manager.kubeconfig");
-            write_kubeconfig(&kubeconfig, self.api_port, &ca, &kcm.cert, &kcm.key)?;
+            write_kubeconfig(&kubeconfig, &server, &ca, &kcm.cert, &kcm.key)?;
             let mut cmd = Command::new(bin.join("kube-controller-manager"));
             cmd.args([
                 format!("--kubeconfig={}", kubeconfig.display()),
@@ -350,13 +351,7 @@ impl TestCluster {
         }
         if self.options.with_scheduler {
             let kubeconfig = dir.join("scheduler.kubeconfig");
-            write_kubeconfig(
-                &kubeconfig,
-                self.api_port,
-                &ca,
-                &scheduler.cert,
-                &scheduler.key,
-            )?;
+            write_kubeconfig(&kubeconfig, &server, &ca, &scheduler.cert, &scheduler.key)?;
             let mut cmd = Command::new(bin.join("kube-scheduler"));
             cmd.args([
                 format!("--kubeconfig={}", kubeconfig.display()),
@@ -833,14 +828,21 @@ fn parse_crds(yaml: &str) -> Result<Vec<CustomResourceDefinition>> {
     Ok(crds)
 }
 
-fn write_kubeconfig(path: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) -> Result<()> {
+/// A kubeconfig that authenticates with a client certificate (admin, controllers, kubelet).
+pub(crate) fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<()> {
     let text = format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: esc-testbed
   cluster:
-    server: https://127.0.0.1:{port}
+    server: {server}
     certificate-authority: {ca}
 users:
 - name: esc-testbed

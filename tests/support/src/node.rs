@@ -200,7 +200,7 @@ impl Node {
         )?;
         let serving = pki.issue_server("kubelet-serving", NODE_NAME, &[])?;
         let kubeconfig = dir.join("kubelet.kubeconfig");
-        write_node_kubeconfig(
+        crate::cluster::write_kubeconfig(
             &kubeconfig,
             api_url,
             pki.ca_cert_path(),
@@ -600,40 +600,6 @@ fn cni_config(dir: &Path) -> String {
 "#,
         dir.join("cni-ipam").display()
     )
-}
-
-fn write_node_kubeconfig(
-    path: &Path,
-    api_url: &str,
-    ca: &Path,
-    cert: &Path,
-    key: &Path,
-) -> Result<()> {
-    let text = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: esc-testbed
-  cluster:
-    server: {api_url}
-    certificate-authority: {ca}
-users:
-- name: kubelet
-  user:
-    client-certificate: {cert}
-    client-key: {key}
-contexts:
-- name: esc-testbed
-  context:
-    cluster: esc-testbed
-    user: kubelet
-current-context: esc-testbed
-",
-        ca = ca.display(),
-        cert = cert.display(),
-        key = key.display()
-    );
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }
 
 fn kubelet_config_text(

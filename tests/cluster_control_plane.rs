@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
@@ -151,45 +151,17 @@ async fn impersonated_service_account_gets_exactly_its_rbac() -> Result<()> {
         "expected 403, got {denied}"
     );
 
-    let roles: Api<Role> = Api::namespaced(admin.clone(), ns.name());
-    roles
-        .create(
-            &PostParams::default(),
-            &Role {
-                metadata: ObjectMeta {
-                    name: Some("pod-reader".into()),
-                    ..Default::default()
-                },
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["".into()]),
-                    resources: Some(vec!["pods".into()]),
-                    verbs: vec!["list".into()],
-                    ..Default::default()
-                }]),
-            },
-        )
-        .await?;
-    let bindings: Api<RoleBinding> = Api::namespaced(admin, ns.name());
-    bindings
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: ObjectMeta {
-                    name: Some("reader-reads-pods".into()),
-                    ..Default::default()
-                },
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: "pod-reader".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "reader".into(),
-                    namespace: Some(ns.name().into()),
-                    ..Default::default()
-                }]),
-            },
+    cluster
+        .grant_role(
+            ns.name(),
+            "reader",
+            "pod-reader",
+            vec![PolicyRule {
+                api_groups: Some(vec!["".into()]),
+                resources: Some(vec!["pods".into()]),
+                verbs: vec!["list".into()],
+                ..Default::default()
+            }],
         )
         .await?;
     // The RBAC authorizer reads from informers: allow it a moment to see the binding.

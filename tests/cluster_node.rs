@@ -164,7 +164,7 @@ async fn pods_get_an_isolated_bridge_or_the_host_network() -> Result<()> {
 #[tokio::test]
 async fn a_host_network_pod_reaches_the_api_server_in_cluster_with_its_rbac() -> Result<()> {
     use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use k8s_openapi::api::rbac::v1::PolicyRule;
     use kube::api::ObjectMeta;
 
     let cluster = TestCluster::shared();
@@ -184,37 +184,17 @@ async fn a_host_network_pod_reaches_the_api_server_in_cluster_with_its_rbac() ->
             },
         )
         .await?;
-    Api::<Role>::namespaced(client.clone(), ns.name())
-        .create(
-            &PostParams::default(),
-            &Role {
-                metadata: meta("list-pods"),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["".into()]),
-                    resources: Some(vec!["pods".into()]),
-                    verbs: vec!["list".into()],
-                    ..Default::default()
-                }]),
-            },
-        )
-        .await?;
-    Api::<RoleBinding>::namespaced(client.clone(), ns.name())
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: meta("probe-lists-pods"),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: "list-pods".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "probe".into(),
-                    namespace: Some(ns.name().into()),
-                    ..Default::default()
-                }]),
-            },
+    cluster
+        .grant_role(
+            ns.name(),
+            "probe",
+            "list-pods",
+            vec![PolicyRule {
+                api_groups: Some(vec!["".into()]),
+                resources: Some(vec!["pods".into()]),
+                verbs: vec!["list".into()],
+                ..Default::default()
+            }],
         )
         .await?;
 

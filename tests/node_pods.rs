@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use esc_testbed::cluster::TestCluster;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, ListParams, LogParams, ObjectMeta, PostParams};
 use serde_json::{Value, json};
 
@@ -355,10 +355,6 @@ async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_the
     // Not `restricted`: the pod uses the host network to reach the API server (see above).
     let ns = cluster.namespace("image-rbac").await?;
     let client = cluster.client();
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.to_owned()),
-        ..ObjectMeta::default()
-    };
     create_operator_service_account(&client, ns.name()).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
 
@@ -398,41 +394,21 @@ async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_the
     }
 
     // With a Role for the operator's kinds the same pod lists them.
-    Api::<Role>::namespaced(client.clone(), ns.name())
-        .create(
-            &PostParams::default(),
-            &Role {
-                metadata: meta("esc-reader"),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["escoperator.dev".into()]),
-                    resources: Some(vec![
-                        "escclusters".into(),
-                        "escbackups".into(),
-                        "escrestores".into(),
-                    ]),
-                    verbs: vec!["get".into(), "list".into(), "watch".into()],
-                    ..PolicyRule::default()
-                }]),
-            },
-        )
-        .await?;
-    Api::<RoleBinding>::namespaced(client.clone(), ns.name())
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: meta("esc-reader"),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: "esc-reader".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "esc-operator".into(),
-                    namespace: Some(ns.name().into()),
-                    ..Subject::default()
-                }]),
-            },
+    cluster
+        .grant_role(
+            ns.name(),
+            "esc-operator",
+            "esc-reader",
+            vec![PolicyRule {
+                api_groups: Some(vec!["escoperator.dev".into()]),
+                resources: Some(vec![
+                    "escclusters".into(),
+                    "escbackups".into(),
+                    "escrestores".into(),
+                ]),
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
+                ..PolicyRule::default()
+            }],
         )
         .await?;
     // The RBAC authorizer works from informers: wait until it sees the binding.

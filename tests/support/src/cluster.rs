@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 
@@ -579,6 +580,54 @@ impl TestCluster {
             }
         }
         Ok(handle)
+    }
+
+    /// Grants the ServiceAccount `service_account` of `namespace` the `rules`, through a Role and
+    /// a RoleBinding both named `name`. The RBAC authorizer sees them through informers, so the
+    /// grant takes effect a moment later: callers poll for it.
+    pub async fn grant_role(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        name: &str,
+        rules: Vec<PolicyRule>,
+    ) -> Result<()> {
+        let client = self.client();
+        let metadata = ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        };
+        Api::<Role>::namespaced(client.clone(), namespace)
+            .create(
+                &PostParams::default(),
+                &Role {
+                    metadata: metadata.clone(),
+                    rules: Some(rules),
+                },
+            )
+            .await
+            .with_context(|| format!("create Role {namespace}/{name}"))?;
+        Api::<RoleBinding>::namespaced(client, namespace)
+            .create(
+                &PostParams::default(),
+                &RoleBinding {
+                    metadata,
+                    role_ref: RoleRef {
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        kind: "Role".into(),
+                        name: name.to_owned(),
+                    },
+                    subjects: Some(vec![Subject {
+                        kind: "ServiceAccount".into(),
+                        name: service_account.to_owned(),
+                        namespace: Some(namespace.to_owned()),
+                        ..Subject::default()
+                    }]),
+                },
+            )
+            .await
+            .with_context(|| format!("create RoleBinding {namespace}/{name}"))?;
+        Ok(())
     }
 
     /// Installs (server-side apply) the CRDs and waits until each is Established.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
-use esc_testbed::node::PAUSE_IMAGE;
+use esc_testbed::node::pause_pod;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::{await_condition, conditions::is_pod_running};
@@ -139,21 +139,7 @@ async fn pod_latencies(cluster: &TestCluster) -> Result<(Vec<Duration>, Vec<Dura
     for i in 0..2 * PODS {
         let host_network = i >= PODS;
         let name = format!("bench-{i}");
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": { "name": name },
-            "spec": {
-                "hostNetwork": host_network,
-                "terminationGracePeriodSeconds": 0,
-                "containers": [{
-                    "name": "main",
-                    "image": PAUSE_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "securityContext": { "runAsUser": 65532, "runAsNonRoot": true }
-                }]
-            }
-        }))?;
+        let pod = pause_pod(&name, host_network);
         let (api, n) = (pods.clone(), name.clone());
         let watch = tokio::spawn(async move { await_condition(api, &n, is_pod_running()).await });
         let started = Instant::now();

@@ -3,11 +3,11 @@
 //! kubectl, and that it stops every process it started — on drop and when the test process
 //! aborts).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
+use esc_testbed::process::abort_probe;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
@@ -254,37 +254,17 @@ fn owned_cluster_stops_every_process_on_drop() -> Result<()> {
 #[test]
 #[ignore = "run as a child process by processes_are_stopped_when_the_test_process_aborts"]
 fn helper_start_then_abort() {
-    let Some(file) = std::env::var_os("ESC_TESTBED_PIDFILE") else {
-        panic!("run by processes_are_stopped_when_the_test_process_aborts only");
-    };
+    assert!(
+        abort_probe::requested(),
+        "run by processes_are_stopped_when_the_test_process_aborts only"
+    );
     let cluster = TestCluster::shared_control_plane();
-    let mut text = format!("{}\n", cluster.dir().display());
-    for pid in cluster.process_ids() {
-        text.push_str(&format!("{pid}\n"));
-    }
-    std::fs::write(file, text).unwrap();
-    std::process::abort();
+    abort_probe::report_and_abort(cluster.dir(), &cluster.process_ids());
 }
 
 #[test]
 fn processes_are_stopped_when_the_test_process_aborts() -> Result<()> {
-    let pidfile = tempfile::NamedTempFile::new()?;
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "helper_start_then_abort",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("ESC_TESTBED_PIDFILE", pidfile.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    assert!(!status.success(), "the helper aborts");
-    let text = std::fs::read_to_string(pidfile.path())?;
-    let mut lines = text.lines();
-    let dir = PathBuf::from(lines.next().context("helper wrote nothing")?);
-    let pids: Vec<u32> = lines.map(|l| l.parse()).collect::<Result<_, _>>()?;
+    let (dir, pids) = abort_probe::run("helper_start_then_abort")?;
     assert_eq!(pids.len(), 4);
     wait_gone(&pids, &dir, Duration::from_secs(15));
     Ok(())

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
-use esc_testbed::node::{BRIDGE, NODE_LOCK_PATH, PAUSE_IMAGE};
+use esc_testbed::node::{BRIDGE, NODE_LOCK_PATH, PAUSE_IMAGE, pause_pod};
+use esc_testbed::process::abort_probe;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 
@@ -140,32 +141,13 @@ fn container_pids() -> Vec<u32> {
     pids
 }
 
-fn pod(name: &str, host_network: bool) -> Result<Pod> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": name },
-        "spec": {
-            "hostNetwork": host_network,
-            // The projected ServiceAccount token volume is a tmpfs mount the kubelet must undo.
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{
-                "name": "main",
-                "image": PAUSE_IMAGE,
-                "imagePullPolicy": "Never",
-                "securityContext": { "runAsUser": 65532, "runAsNonRoot": true }
-            }]
-        }
-    }))?)
-}
-
 /// Starts a bridged and a hostNetwork pod and waits until both run.
 async fn run_pods(cluster: &TestCluster) -> Result<()> {
     let ns = cluster.namespace("teardown").await?.keep();
     let pods: Api<Pod> = Api::namespaced(cluster.client(), &ns);
-    pods.create(&PostParams::default(), &pod("bridged", false)?)
+    pods.create(&PostParams::default(), &pause_pod("bridged", false))
         .await?;
-    pods.create(&PostParams::default(), &pod("host", true)?)
+    pods.create(&PostParams::default(), &pause_pod("host", true))
         .await?;
     // A Job's pod: the controller-manager would recreate it while the node drains, unless
     // the teardown stops the controllers first.
@@ -300,19 +282,15 @@ fn a_cluster_with_a_node_started_and_stopped_twice_leaves_nothing() -> Result<()
 #[test]
 #[ignore = "run as a child process by a_node_is_cleaned_up_when_the_test_process_aborts"]
 fn helper_node_then_abort() {
-    let Some(file) = std::env::var_os("ESC_TESTBED_PIDFILE") else {
-        panic!("run by a_node_is_cleaned_up_when_the_test_process_aborts only");
-    };
+    assert!(
+        abort_probe::requested(),
+        "run by a_node_is_cleaned_up_when_the_test_process_aborts only"
+    );
     let cluster = TestCluster::shared();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(run_pods(cluster)).unwrap();
     let running = observe_running(cluster).unwrap();
-    let mut text = format!("{}\n", running.dir.display());
-    for pid in running.pids {
-        text.push_str(&format!("{pid}\n"));
-    }
-    std::fs::write(file, text).unwrap();
-    std::process::abort();
+    abort_probe::report_and_abort(&running.dir, &running.pids);
 }
 
 #[test]
@@ -320,22 +298,7 @@ fn a_node_is_cleaned_up_when_the_test_process_aborts() -> Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     wait_until_no_node();
     let before = host_state();
-    let pidfile = tempfile::NamedTempFile::new()?;
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "helper_node_then_abort",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("ESC_TESTBED_PIDFILE", pidfile.path())
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    assert!(!status.success(), "the helper aborts");
-    let text = std::fs::read_to_string(pidfile.path())?;
-    let mut lines = text.lines();
-    let dir = PathBuf::from(lines.next().context("helper wrote nothing")?);
-    let pids: Vec<u32> = lines.map(|l| l.parse()).collect::<Result<_, _>>()?;
+    let (dir, pids) = abort_probe::run("helper_node_then_abort")?;
     // The teardown watchdog holds the node lock until it has cleaned up: taking the lock means
     // the cleanup is done.
     let started = Instant::now();

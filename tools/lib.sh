@@ -19,3 +19,39 @@ need_apt() {
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# For scripts that produce one cached file: prints OUT and ends the script when it exists;
+# otherwise takes the lock LOCK (on fd 9, held until the script ends) and checks again, so
+# concurrent callers build it once.
+exit_if_cached() {
+  local out=$1 lock=$2
+  if [ -s "$out" ]; then echo "$out"; exit 0; fi
+  mkdir -p "$(dirname "$out")" "$(dirname "$lock")"
+  exec 9>"$lock"
+  flock 9
+  if [ -s "$out" ]; then echo "$out"; exit 0; fi
+  return 0
+}
+
+# Writes OUT, an OCI archive of IMAGE built FROM scratch with buildah: one static BINARY as
+# /NAME and entrypoint, run as USER (uid:gid), plus any `--env K=V` options given after.
+# Buildah's storage is private (vfs, a temp dir) and removed afterwards.
+#   scratch_image_archive IMAGE OUT BINARY USER [buildah config options...]
+scratch_image_archive() (
+  local image=$1 out=$2 binary=$3 user=$4
+  shift 4
+  local name work ctr
+  name=$(basename "$binary")
+  work=$(mktemp -d /tmp/esc-scratch-image.XXXXXX)
+  local storage=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
+  trap 'buildah "${storage[@]}" rmi --all --force >/dev/null 2>&1; rm -rf "$work"' EXIT
+  log "building $image"
+  ctr=$(buildah "${storage[@]}" from scratch)
+  buildah "${storage[@]}" copy "$ctr" "$binary" "/$name" >/dev/null
+  buildah "${storage[@]}" config --entrypoint "[\"/$name\"]" --user "$user" \
+    --os linux --arch "$(dpkg --print-architecture)" "$@" "$ctr"
+  buildah "${storage[@]}" commit --quiet "$ctr" "$image" >/dev/null
+  buildah "${storage[@]}" rm "$ctr" >/dev/null
+  buildah "${storage[@]}" push --quiet "$image" "oci-archive:$out.tmp:$image"
+  mv "$out.tmp" "$out"
+)

@@ -15,40 +15,14 @@ cache_root=${ESC_CACHE_DIR:-$HOME/.cache/esc-operator}
 out_dir="$cache_root/k8s-$K8S_VERSION/images"
 out="$out_dir/esc-testbed-kubectl-$K8S_VERSION.oci.tar"
 
-if [ -s "$out" ]; then
-  echo "$out"
-  exit 0
-fi
+LOG_PREFIX=kubectl-image
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+
+exit_if_cached "$out" "$out_dir/.kubectl.lock"
 bin_dir=$("$here/build.sh" control-plane | tail -n1)
-mkdir -p "$out_dir"
-exec 9>"$out_dir/.kubectl.lock"
-flock 9
-if [ -s "$out" ]; then
-  echo "$out"
-  exit 0
-fi
-command -v buildah >/dev/null || {
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
-}
+need_apt buildah
 
-work=$(mktemp -d /tmp/esc-kubectl-image.XXXXXX)
-storage=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
-ctr=""
-cleanup() {
-  [ -n "$ctr" ] && buildah "${storage[@]}" rm "$ctr" >/dev/null 2>&1 || true
-  buildah "${storage[@]}" rmi --all --force >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-printf '[kubectl-image] building %s\n' "$IMAGE" >&2
-ctr=$(buildah "${storage[@]}" from scratch)
-buildah "${storage[@]}" copy "$ctr" "$bin_dir/kubectl" /kubectl >/dev/null
 # kubectl is built with CGO_ENABLED=0: static, needs nothing else. HOME for its cache dir.
-buildah "${storage[@]}" config --entrypoint '["/kubectl"]' --user 65532:65532 \
-  --env HOME=/tmp --os linux --arch amd64 "$ctr"
-buildah "${storage[@]}" commit --quiet "$ctr" "$IMAGE" >/dev/null
-buildah "${storage[@]}" push --quiet "$IMAGE" "oci-archive:$out.tmp:$IMAGE"
-mv "$out.tmp" "$out"
+scratch_image_archive "$IMAGE" "$out" "$bin_dir/kubectl" 65532:65532 --env HOME=/tmp
 echo "$out"

@@ -23,17 +23,7 @@ LOG_PREFIX=pause-image
 # shellcheck source=../lib.sh
 . "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 
-if [ -s "$out" ]; then
-  echo "$out"
-  exit 0
-fi
-mkdir -p "$out_dir"
-exec 9>"$out_dir/.pause.lock"
-flock 9
-if [ -s "$out" ]; then
-  echo "$out"
-  exit 0
-fi
+exit_if_cached "$out" "$out_dir/.pause.lock"
 
 need_apt buildah gcc libc6-dev
 
@@ -43,25 +33,11 @@ src=$(cd /tmp && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json "k8s.i
 [ -f "$src/build/pause/linux/pause.c" ] || { log "no pause.c under '$src'"; exit 1; }
 
 work=$(mktemp -d /tmp/esc-pause-build.XXXXXX)
-storage=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
-ctr=""
-cleanup() {
-  [ -n "$ctr" ] && buildah "${storage[@]}" rm "$ctr" >/dev/null 2>&1 || true
-  buildah "${storage[@]}" rmi --all --force >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 
 log "compiling pause.c ($K8S_VERSION)"
 gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_TAG-esc-testbed" \
   -o "$work/pause" "$src/build/pause/linux/pause.c"
 
-log "building $IMAGE"
-ctr=$(buildah "${storage[@]}" from scratch)
-buildah "${storage[@]}" copy "$ctr" "$work/pause" /pause >/dev/null
-buildah "${storage[@]}" config --entrypoint '["/pause"]' --user 65535:65535 \
-  --os linux --arch amd64 "$ctr"
-buildah "${storage[@]}" commit --quiet "$ctr" "$IMAGE" >/dev/null
-buildah "${storage[@]}" push --quiet "$IMAGE" "oci-archive:$out.tmp:$IMAGE"
-mv "$out.tmp" "$out"
+scratch_image_archive "$IMAGE" "$out" "$work/pause" 65535:65535
 echo "$out"

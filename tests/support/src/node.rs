@@ -47,6 +47,28 @@ pub const NODE_LOCK_PATH: &str = "/tmp/esc-testbed-node.lock";
 /// The pod subnet of the isolated bridge.
 pub const POD_SUBNET: &str = "10.244.0.0/24";
 
+/// A pod that runs the pause image as UID 65532 (imported, never pulled), on the isolated
+/// bridge or with the host network: for tests and benchmarks that need pods, not a workload.
+/// No grace period, so deleting it is quick.
+pub fn pause_pod(name: &str, host_network: bool) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": {
+            "hostNetwork": host_network,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main",
+                "image": PAUSE_IMAGE,
+                "imagePullPolicy": "Never",
+                "securityContext": { "runAsUser": 65532, "runAsNonRoot": true }
+            }]
+        }
+    }))
+    .expect("a fixed, valid Pod")
+}
+
 /// The OCI archive of [`KUBECTL_IMAGE`], built by `tools/cluster/kubectl-image.sh` (cached);
 /// import it with [`crate::cluster::TestCluster::import_image`].
 pub fn kubectl_image_archive() -> Result<PathBuf> {

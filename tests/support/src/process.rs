@@ -200,3 +200,54 @@ pub fn free_port(addr: std::net::IpAddr) -> Result<u16> {
     let listener = std::net::TcpListener::bind((addr, 0)).context("bind a free port")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// For tests that prove cleanup after an abort: the test runs an `#[ignore]`d helper test of its
+/// own binary in a child process; the helper starts things, reports them and aborts, so no
+/// destructor and no unwinding runs; the test then checks that everything went anyway.
+pub mod abort_probe {
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Context, Result, bail};
+
+    const REPORT_FILE: &str = "ESC_TESTBED_PIDFILE";
+
+    /// In the helper: whether the test started it (run directly, it should refuse).
+    pub fn requested() -> bool {
+        std::env::var_os(REPORT_FILE).is_some()
+    }
+
+    /// In the helper: reports the run's directory and the pids it started, then aborts.
+    pub fn report_and_abort(dir: &Path, pids: &[u32]) -> ! {
+        let file = std::env::var_os(REPORT_FILE).expect("started by abort_probe::run");
+        let mut text = format!("{}\n", dir.display());
+        for pid in pids {
+            text.push_str(&format!("{pid}\n"));
+        }
+        std::fs::write(file, text).expect("write the abort report");
+        std::process::abort();
+    }
+
+    /// In the test: runs the helper test `helper` of this binary, checks that it aborted, and
+    /// returns what it reported (directory, pids).
+    pub fn run(helper: &str) -> Result<(PathBuf, Vec<u32>)> {
+        let report = tempfile::NamedTempFile::new()?;
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(["--exact", helper, "--ignored", "--nocapture"])
+            .env(REPORT_FILE, report.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if status.success() {
+            bail!("helper {helper} exited normally instead of aborting");
+        }
+        let text = std::fs::read_to_string(report.path())?;
+        let mut lines = text.lines();
+        let dir = PathBuf::from(
+            lines
+                .next()
+                .with_context(|| format!("{helper} reported nothing"))?,
+        );
+        let pids = lines.map(str::parse).collect::<Result<_, _>>()?;
+        Ok((dir, pids))
+    }
+}

@@ -1,0 +1,89 @@
+//! `esc-operator run`: the operator itself.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Failure;
+use crate::controller::{ControllerOptions, WatchScope};
+use crate::runtime::leader::LeaderConfig;
+use crate::runtime::telemetry::{self, LogFormat};
+use crate::runtime::{self, OperatorConfig};
+
+#[derive(clap::Args)]
+pub(super) struct RunArgs {
+    /// Namespaces to watch, comma-separated. Empty: all namespaces (needs a ClusterRole).
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    namespaces: Vec<String>,
+    /// Address of the HTTP server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter, in RUST_LOG syntax.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Reconcile without electing a leader (run exactly one replica then).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "esc-operator")]
+    lease_name: String,
+    /// Namespace of the leader Lease (default: the pod's namespace, else the kubeconfig's).
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long a lease is valid without renewal: a standby takes over at most this long after
+    /// the leader died.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// Close an SSH connection to an ESC node after it was unused this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    ssh_idle_timeout: Duration,
+    /// At most this many SSH handshakes at once.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent_connects: usize,
+    /// When a deleted EscCluster's ESC cannot be returned to operation, give up after this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    release_timeout: Duration,
+}
+
+pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
+    telemetry::init(args.log_format, &args.log_level)?;
+    let namespaces: Vec<String> = args
+        .namespaces
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let config = OperatorConfig {
+        scope: if namespaces.is_empty() {
+            WatchScope::All
+        } else {
+            WatchScope::Namespaces(namespaces)
+        },
+        http_addr: args.http_addr,
+        leader: (!args.no_leader_election).then_some(LeaderConfig {
+            lease_name: args.lease_name,
+            namespace: args.lease_namespace,
+            identity: None,
+            lease_duration: args.lease_duration,
+        }),
+        controller: ControllerOptions {
+            ssh_idle_timeout: args.ssh_idle_timeout,
+            max_concurrent_connects: args.max_concurrent_connects,
+            release_timeout: args.release_timeout,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the async runtime: {e}"))?;
+    runtime
+        .block_on(runtime::run(config))
+        .map_err(|e| Failure::from(e.to_string()))
+}

@@ -298,6 +298,11 @@ async fn rust_types_round_trip_through_the_server_schema() {
             name: "escoperator.dev/maintenance".into(),
             since: time("2026-11-28T08:00:00Z"),
         }],
+        expired_holders: vec![MaintenanceHolder {
+            kind: HolderKind::Annotation,
+            name: "escoperator.dev/maintenance".into(),
+            since: time("2026-11-27T08:00:00Z"),
+        }],
         conditions: vec![
             condition("Ready", "True", "Probed"),
             condition("Maintenance", "True", "Requested"),

@@ -195,6 +195,12 @@ pub struct EscClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub maintenance_holders: Vec<MaintenanceHolder>,
 
+    /// Holders dropped because they held maintenance longer than `spec.maintenance.maxDuration`.
+    /// While the request that made one persists (the annotation is still set), it is not taken
+    /// up again: remove the annotation and set it again to start a new window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired_holders: Vec<MaintenanceHolder>,
+
     /// `Ready`, `Reachable`, `Maintenance`, `Degraded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -1,0 +1,117 @@
+//! What every reconcile gets: the Kubernetes client, the Event recorder, the metrics, the SSH
+//! pool, per-object backoff, and the operator's options.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource};
+
+use super::metrics::Metrics;
+use super::ssh_pool::SshPool;
+
+/// Settings from the command line (and later the chart's values).
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Close an SSH connection after this long unused.
+    pub ssh_idle_timeout: Duration,
+    /// At most this many SSH handshakes at once, across all clusters.
+    pub max_concurrent_connects: usize,
+    /// Deleting an EscCluster that the operator put in maintenance waits at most this long for
+    /// ESC to answer before letting go (with a Warning Event).
+    pub release_timeout: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            ssh_idle_timeout: Duration::from_secs(300),
+            max_concurrent_connects: 16,
+            release_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Shared by all reconciles of all controllers.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub ssh: SshPool,
+    pub options: ControllerOptions,
+    /// Failures in a row per object, for exponential backoff of that object alone.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        options: ControllerOptions,
+    ) -> Self {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            ssh: SshPool::new(
+                options.max_concurrent_connects,
+                options.ssh_idle_timeout,
+                metrics.clone(),
+            ),
+            client,
+            metrics,
+            options,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Records one more failure of `object` and returns how long to wait before retrying it:
+    /// 1 s, 2 s, 4 s … capped at `cap`, with ±20 % jitter so objects failing together spread out.
+    pub fn backoff<K: Resource<DynamicType = ()>>(&self, object: &K, cap: Duration) -> Duration {
+        let key = ObjectRef::from_obj(object).to_string();
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_secs(1u64 << (*n - 1).min(16));
+        jitter(base.min(cap), 0.2)
+    }
+
+    /// Forgets the failures of `object` (it succeeded).
+    pub fn reset_backoff<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        let key = ObjectRef::from_obj(object).to_string();
+        self.failures.lock().expect("backoff lock").remove(&key);
+    }
+
+    /// Publishes an Event on `object`. A failure to publish is logged, never fatal: Events are
+    /// for people, the status is the record.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        warning: bool,
+        reason: &str,
+        note: &str,
+        action: &str,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1024).collect()),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [1 - spread, 1 + spread].
+pub fn jitter(d: Duration, spread: f64) -> Duration {
+    let factor = 1.0 + spread * (rand::random::<f64>() * 2.0 - 1.0);
+    d.mul_f64(factor.max(0.0))
+}

@@ -1,0 +1,154 @@
+//! The reconcilers, one module per kind, and what they share: the [`Context`] (client, Event
+//! recorder, metrics, SSH pool, per-object backoff), dereferencing Secrets, writing status.
+//!
+//! Owns all I/O of reconciling; the decisions come from [`crate::plan`]. May import
+//! [`crate::plan`], [`crate::api`], [`crate::esc`] and the Kubernetes client; never
+//! [`crate::runtime`] or [`crate::cli`].
+
+pub mod cluster;
+pub mod context;
+pub mod metrics;
+pub mod secrets;
+pub mod ssh_pool;
+
+use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use context::{Context, ControllerOptions};
+use futures::StreamExt;
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use crate::api::EscCluster;
+
+/// Which namespaces the operator watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchScope {
+    /// Every namespace (needs a ClusterRole).
+    All,
+    /// Only these (a Role in each is enough).
+    Namespaces(Vec<String>),
+}
+
+impl WatchScope {
+    fn apis<K>(&self, client: &kube::Client) -> Vec<Api<K>>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match self {
+            WatchScope::All => vec![Api::all(client.clone())],
+            WatchScope::Namespaces(list) => list
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+        }
+    }
+}
+
+/// What makes an EscCluster worth reconciling before its next probe: its spec (generation),
+/// its annotations (the maintenance request), its finalizers and deletion. Status writes — the
+/// operator's own — do not, which is what keeps an idle operator from re-probing in a loop.
+fn reconcile_trigger(obj: &DeserializeGuard<EscCluster>) -> Option<u64> {
+    let meta = obj.meta();
+    let mut h = DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// The EscClusters that name `secret` in their SSH settings.
+fn clusters_using(
+    store: &Store<DeserializeGuard<EscCluster>>,
+    secret: &Secret,
+) -> Vec<ObjectRef<DeserializeGuard<EscCluster>>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|c| c.namespace() == namespace)
+        .filter(|c| {
+            c.0.as_ref().is_ok_and(|c| {
+                c.spec.ssh.credentials_secret_ref.name == name
+                    || c.spec.ssh.known_hosts_secret_ref.name == name
+            })
+        })
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
+}
+
+/// Runs every controller until `shutdown` completes; in-flight reconciles finish first.
+/// `on_synced` runs once every watch has listed its objects (readiness).
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: &WatchScope,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+    on_synced: impl FnOnce() + Send + 'static,
+) {
+    let mut controllers = Vec::new();
+    let mut stores = Vec::new();
+    let cluster_apis = scope.apis::<DeserializeGuard<EscCluster>>(&ctx.client);
+    let secret_apis = scope.apis::<Secret>(&ctx.client);
+    for (clusters, secrets) in cluster_apis.into_iter().zip(secret_apis) {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(clusters, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, Default::default());
+        let for_secrets = reader.clone();
+        stores.push(reader.clone());
+        let controller = Controller::for_stream(stream, reader)
+            .watches(
+                secrets,
+                watcher::Config::default().any_semantic(),
+                move |secret| clusters_using(&for_secrets, &secret),
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "controller event");
+                }
+            });
+        controllers.push(controller);
+    }
+    let sync = async move {
+        for store in stores {
+            let _ = store.wait_until_ready().await;
+        }
+        on_synced();
+    };
+    let reaper = {
+        let ctx = ctx.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                let closed = ctx.ssh.close_idle();
+                if closed > 0 {
+                    tracing::debug!(closed, "closed idle SSH connections");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = join_all(controllers) => {}
+        _ = async { sync.await; std::future::pending::<()>().await } => {}
+        _ = reaper => {}
+    }
+    ctx.ssh.close_all().await;
+}

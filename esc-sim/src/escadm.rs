@@ -1178,4 +1178,166 @@ mod tests {
         assert!(parse_scp("scp://admin:pw@host").is_none());
         assert!(parse_scp("/tmp/x").is_none());
     }
+
+    /// A standalone node `esc` in a temporary sim root, run in-process at a fixed time.
+    struct Local {
+        _dir: tempfile::TempDir,
+        root: SimRoot,
+    }
+
+    const NOW: u64 = 1_795_854_600_000;
+
+    impl Local {
+        fn new() -> Local {
+            let dir = tempfile::tempdir().unwrap();
+            let root = SimRoot::new(dir.path());
+            let st = model::NodeState::new("esc", "5.10.0.86", model::Role::Standalone, None, 0);
+            crate::provision::create_bare_node(&root, &st).unwrap();
+            Local { _dir: dir, root }
+        }
+
+        fn run(&self, args: &str) -> (Ran, String) {
+            let inv = Invocation {
+                root: self.root.clone(),
+                node: "esc".into(),
+                args: args.split_whitespace().map(str::to_owned).collect(),
+                user: "tester".into(),
+                cwd: self.root.data_dir("esc"),
+                clock: || NOW,
+            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let ran = run(
+                &inv,
+                &mut Streams {
+                    stdin: &mut &b""[..],
+                    stdout: &mut out,
+                    stderr: &mut err,
+                },
+            );
+            (ran, String::from_utf8(out).unwrap())
+        }
+
+        fn commands(&self) -> Vec<(String, i32)> {
+            self.root
+                .read_journal()
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| match e.what {
+                    What::Command { command, exit, .. } => Some((command, exit)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn drains(&self) -> usize {
+            self.root
+                .read_journal()
+                .unwrap()
+                .iter()
+                .filter(|e| matches!(e.what, What::Event(Event::InFlightDrained { .. })))
+                .count()
+        }
+    }
+
+    #[test]
+    fn a_refusal_changes_nothing_and_is_journaled_with_its_exit() {
+        let l = Local::new();
+        l.root
+            .update_node("esc", "test", |n| n.in_flight = 2)
+            .unwrap();
+        let (ran, out) = l.run("op_mode set --mode=maintenance --ipt_check=true");
+        assert_eq!(ran.ended, Ended::Exit(formats::EXIT_IN_FLIGHT));
+        assert_eq!(ran.source, Source::Assumed);
+        assert!(out.is_empty());
+        assert_eq!(l.root.load_node("esc").unwrap().mode, Mode::Operation);
+        assert_eq!(
+            l.commands(),
+            [("op_mode set".to_owned(), formats::EXIT_IN_FLIGHT)]
+        );
+        let (ran, _) = l.run("op_mode set --mode=maintenance");
+        assert_eq!((ran.ended, ran.source), (Ended::Exit(0), Source::Seed));
+        assert_eq!(l.root.load_node("esc").unwrap().mode, Mode::Maintenance);
+    }
+
+    #[test]
+    fn a_drain_is_saved_and_journaled_once_even_by_a_read_only_command() {
+        let l = Local::new();
+        l.root
+            .update_node("esc", "test", |n| {
+                n.in_flight = 2;
+                n.in_flight_drain_at_ms = Some(NOW - 1);
+            })
+            .unwrap();
+        assert_eq!(l.run("status --v").0.ended, Ended::Exit(0));
+        assert_eq!(l.root.load_node("esc").unwrap().in_flight, 0);
+        l.run("op_mode show");
+        assert_eq!(l.drains(), 1);
+    }
+
+    #[test]
+    fn a_dropped_session_is_reported_after_the_change_and_the_lines_before_it() {
+        let l = Local::new();
+        l.root
+            .add_fault(
+                "esc",
+                crate::faults::Fault::once(
+                    Some("stop"),
+                    FaultKind::DropConnection { after_lines: 1 },
+                ),
+            )
+            .unwrap();
+        let (ran, out) = l.run("stop");
+        assert_eq!(ran.ended, Ended::Dropped);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(l.root.load_node("esc").unwrap().all_stopped());
+        assert_eq!(l.commands(), [("stop".to_owned(), 0)]);
+    }
+
+    #[test]
+    fn usage_errors_and_unknown_nodes_touch_no_state() {
+        let l = Local::new();
+        let before = l.root.load_node("esc").unwrap();
+        assert_eq!(
+            l.run("op_mode set --mode=maintenace").0.ended,
+            Ended::Exit(formats::EXIT_USAGE)
+        );
+        assert_eq!(l.root.load_node("esc").unwrap(), before);
+        assert_eq!(l.commands(), [("usage".to_owned(), formats::EXIT_USAGE)]);
+        let inv = Invocation {
+            root: l.root.clone(),
+            node: "nope".into(),
+            args: vec!["status".into()],
+            user: "tester".into(),
+            cwd: PathBuf::new(),
+            clock: || NOW,
+        };
+        let mut err = Vec::new();
+        let ran = run(
+            &inv,
+            &mut Streams {
+                stdin: &mut &b""[..],
+                stdout: &mut Vec::new(),
+                stderr: &mut err,
+            },
+        );
+        assert_eq!(ran.ended, Ended::Exit(formats::EXIT_INTERNAL));
+        assert!(
+            String::from_utf8(err)
+                .unwrap()
+                .contains("no simulated ESC node 'nope'")
+        );
+    }
+
+    #[test]
+    fn the_same_backup_has_the_same_bytes() {
+        let l = Local::new();
+        l.run("op_mode set --mode=maintenance");
+        let a = l.root.data_dir("esc").join("a.tar.bz2");
+        let b = l.root.data_dir("esc").join("b.tar.bz2");
+        for p in [&a, &b] {
+            let (ran, _) = l.run(&format!("backup --file {}", p.display()));
+            assert_eq!(ran.ended, Ended::Exit(0));
+        }
+        assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    }
 }

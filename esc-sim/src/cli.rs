@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::faults::Fault;
+use crate::formats;
 use crate::model::Role;
 use crate::provision::{self, KeyType, NodeInfo, NodePlan};
 use crate::store::{self, SimRoot};
@@ -274,8 +275,6 @@ fn node_cmd(root: &SimRoot, cmd: NodeCmd) -> Result<i32> {
             role,
             peer,
         } => {
-            store::check_node_name(&name)?;
-            store::mkdir_shared(root.path())?;
             let role = match role {
                 RoleArg::Standalone => Role::Standalone,
                 RoleArg::Master => Role::Master,
@@ -287,17 +286,7 @@ fn node_cmd(root: &SimRoot, cmd: NodeCmd) -> Result<i32> {
             let index = root.node_names()?.len() as u32;
             let st =
                 crate::model::NodeState::new(&name, &esc_version, role, peer.as_deref(), index);
-            for d in [
-                root.node_dir(&name),
-                root.tmp_dir(&name),
-                root.var_tmp_dir(&name),
-                root.log_dir(&name),
-                root.data_dir(&name),
-            ] {
-                store::mkdir_shared(&d)?;
-            }
-            root.save_node(&st)?;
-            root.save_faults(&name, &[])?;
+            provision::create_bare_node(root, &st)?;
             println!("created {name} in {}", root.path().display());
         }
         NodeCmd::List => {
@@ -322,7 +311,7 @@ fn node_cmd(root: &SimRoot, cmd: NodeCmd) -> Result<i32> {
             let v = serde_json::json!({
                 "state": st,
                 "monitoring": st.monitoring(),
-                "corruption": st.corruption(),
+                "corruption": st.corruption().map(|c| formats::corruption_detail(&c)),
                 "faults": root.load_faults(&name)?,
                 "access": info,
                 "paths": {

@@ -2,6 +2,10 @@
 //! roles and the failover rule. No I/O here: the escadm shell (`escadm.rs`) loads a [`World`]
 //! under the simulator's lock, calls one of these functions and writes the result back.
 //!
+//! It answers in types, never in text: a step returns its typed result (an [`Outcome`] with the
+//! events for the journal) or a [`Refusal`] saying which rule refused it, with the rule's data.
+//! `formats.rs` renders them; this module imports nothing of the crate (it is the leaf).
+//!
 //! Rules implemented (the manual's, plus documented assumptions; see README.md):
 //! - Operation mode is replicated in an HA pair (it lives in the database, which DRBD
 //!   replicates), so setting it on either node sets it on both. It survives stop, restart and
@@ -22,8 +26,6 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-use crate::formats;
 
 /// ESC's operation mode.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,13 +277,13 @@ impl NodeState {
     }
 
     /// The database is from a newer ESC than this node runs: a schema downgrade happened.
-    pub fn corruption(&self) -> Option<String> {
+    pub fn corruption(&self) -> Option<Corruption> {
         if version_cmp(&self.db.esc_version, &self.esc_version) == Ordering::Greater {
-            Some(formats::corruption_detail(
-                &self.db.schema_version,
-                &self.db.esc_version,
-                &self.esc_version,
-            ))
+            Some(Corruption {
+                schema: self.db.schema_version.clone(),
+                db_version: self.db.esc_version.clone(),
+                node_version: self.esc_version.clone(),
+            })
         } else {
             None
         }
@@ -343,36 +345,123 @@ pub enum Event {
     },
 }
 
-/// A refused or failed command: message for stderr (without the `ERROR: ` prefix) and the exit.
+/// A database restored from a newer ESC than the node runs (a schema downgrade).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub exit: i32,
-    pub message: String,
+pub struct Corruption {
+    /// Schema version of the restored database.
+    pub schema: String,
+    /// ESC version that wrote the restored database.
+    pub db_version: String,
+    /// ESC version the node runs.
+    pub node_version: String,
 }
 
-impl Refusal {
-    pub fn new(exit: i32, message: impl Into<String>) -> Self {
-        Refusal {
-            exit,
-            message: message.into(),
-        }
-    }
+/// Why a rule of the state machine refused a command. The command then has no effect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The node's services are stopped (`op_mode set`, `backup`).
+    ServicesNotRunning,
+    /// `--ipt_check=true` while `count` transactions are in flight in the node or its pair.
+    InFlight { count: u32, mode: Mode },
+    /// `backup` outside MAINTENANCE; `mode` is the mode the node is in.
+    NeedsMaintenance { mode: Mode },
+    /// `backup` on the HA BACKUP node (the standby).
+    OnStandby,
+    /// `restore` while these services run (in `status --v` order).
+    ServicesRunning { running: Vec<String> },
 }
 
-/// The result of a successful command: stdout lines and events for the journal.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Outcome {
-    pub stdout: Vec<String>,
+/// What a state-machine step did: its typed result and the events for the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome<T> {
+    pub value: T,
     pub events: Vec<(String, Event)>,
 }
 
-impl Outcome {
-    fn line(&mut self, l: impl Into<String>) {
-        self.stdout.push(l.into());
+impl<T> Outcome<T> {
+    fn new(value: T, events: Vec<(String, Event)>) -> Self {
+        Outcome { value, events }
     }
-    fn event(&mut self, node: &str, e: Event) {
-        self.events.push((node.to_owned(), e));
+}
+
+/// The events of one step, collected while it runs.
+#[derive(Default)]
+struct Events(Vec<(String, Event)>);
+
+impl Events {
+    fn push(&mut self, node: &str, e: Event) {
+        self.0.push((node.to_owned(), e));
     }
+}
+
+/// `op_mode set` went through: the mode was `from` and is now `to` (possibly the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeSet {
+    pub from: Mode,
+    pub to: Mode,
+}
+
+/// What `status --v` reports about one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Every service, in `status --v` order.
+    pub services: Vec<ServiceStatus>,
+    pub esc_version: String,
+    /// The node's role (for a stopped node: the last one it had).
+    pub role: Role,
+    pub health: Health,
+}
+
+/// One service: its pid while it runs, `None` when stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub pid: Option<u32>,
+}
+
+/// The summary of `status --v`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Every service runs and the database is sound.
+    Healthy,
+    /// Running, but something is wrong.
+    Unhealthy(Trouble),
+    /// Every service is stopped.
+    Stopped,
+}
+
+/// What makes a running node unhealthy, the gravest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    DatabaseCorrupted(Corruption),
+    /// Some services are stopped; this is the first one in `status --v` order.
+    ServiceStopped(String),
+}
+
+/// A restore went through; the database is corrupted if it came from a newer ESC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
+    pub corruption: Option<Corruption>,
+}
+
+/// The node's services are stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// They ran before (stopping a stopped node changes nothing).
+    pub was_running: bool,
+    /// The peer that became MASTER because this MASTER stopped.
+    pub failover_to: Option<String>,
+}
+
+/// The node's services were (stopped if running, then) started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// The stop part of a restart of a running MASTER may fail over to the peer.
+    pub stopped: Stopped,
+    /// The role keepalived gave the node.
+    pub role: Role,
+    /// The MASTER whose database the node (now BACKUP) synced.
+    pub synced_from: Option<String>,
 }
 
 /// The nodes one command can see: a standalone node, or both nodes of an HA pair.
@@ -426,10 +515,8 @@ impl World {
     }
 }
 
-pub fn op_mode_show(world: &World, node: &str) -> Outcome {
-    let mut o = Outcome::default();
-    o.line(formats::op_mode_line(world.node(node).mode));
-    o
+pub fn op_mode_show(world: &World, node: &str) -> Mode {
+    world.node(node).mode
 }
 
 pub fn op_mode_set(
@@ -437,139 +524,128 @@ pub fn op_mode_set(
     node: &str,
     mode: Mode,
     ipt_check: bool,
-) -> Result<Outcome, Refusal> {
+) -> Result<Outcome<ModeSet>, Refusal> {
     let n = world.node(node);
     if n.all_stopped() {
-        return Err(Refusal::new(
-            formats::EXIT_NOT_RUNNING,
-            formats::services_not_running(),
-        ));
+        return Err(Refusal::ServicesNotRunning);
     }
     if ipt_check && mode == Mode::Maintenance && n.mode != Mode::Maintenance {
         let count = world.in_flight_total();
         if count > 0 {
-            return Err(Refusal::new(
-                formats::EXIT_IN_FLIGHT,
-                formats::ipt_refusal(count, mode),
-            ));
+            return Err(Refusal::InFlight { count, mode });
         }
     }
     let from = n.mode;
-    let mut o = Outcome::default();
+    let mut ev = Events::default();
     // Replicated in an HA pair: the mode is in the (DRBD-replicated) database.
     for n in &mut world.nodes {
         n.mode = mode;
     }
     if from != mode {
-        o.event(node, Event::ModeChanged { from, to: mode });
+        ev.push(node, Event::ModeChanged { from, to: mode });
     }
-    o.line(formats::set_mode_line(mode));
-    o.line(formats::op_mode_line(mode));
-    Ok(o)
+    Ok(Outcome::new(ModeSet { from, to: mode }, ev.0))
 }
 
-pub fn status(world: &World, node: &str) -> Outcome {
+pub fn status(world: &World, node: &str) -> StatusReport {
     let n = world.node(node);
-    let mut o = Outcome::default();
-    for (i, s) in n.services.iter().enumerate() {
-        o.line(formats::service_line(&s.name, s.running, n.service_pid(i)));
+    StatusReport {
+        services: n
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceStatus {
+                name: s.name.clone(),
+                pid: s.running.then(|| n.service_pid(i)),
+            })
+            .collect(),
+        esc_version: n.esc_version.clone(),
+        role: n.role,
+        health: health(n),
     }
-    o.line(formats::version_line(&n.esc_version));
-    o.line(summary(n));
-    o
 }
 
-fn summary(n: &NodeState) -> String {
+fn health(n: &NodeState) -> Health {
     if n.all_stopped() {
-        return formats::summary_stopped(n.role);
+        return Health::Stopped;
     }
-    if let Some(detail) = n.corruption() {
-        return formats::summary_unhealthy(n.role, &detail);
+    if let Some(c) = n.corruption() {
+        return Health::Unhealthy(Trouble::DatabaseCorrupted(c));
     }
     if let Some(s) = n.services.iter().find(|s| !s.running) {
-        return formats::summary_unhealthy(n.role, &formats::service_line(&s.name, false, 0));
+        return Health::Unhealthy(Trouble::ServiceStopped(s.name.clone()));
     }
-    formats::summary_healthy(n.role)
+    Health::Healthy
 }
 
 /// Whether `backup` may run on `node` now.
 pub fn check_backup(world: &World, node: &str) -> Result<(), Refusal> {
     let n = world.node(node);
     if n.all_stopped() {
-        return Err(Refusal::new(
-            formats::EXIT_NOT_RUNNING,
-            formats::services_not_running(),
-        ));
+        return Err(Refusal::ServicesNotRunning);
     }
     if n.role == Role::Backup {
-        return Err(Refusal::new(
-            formats::EXIT_WRONG_ROLE,
-            formats::backup_on_standby(),
-        ));
+        return Err(Refusal::OnStandby);
     }
     if n.mode != Mode::Maintenance {
-        return Err(Refusal::new(
-            formats::EXIT_NEEDS_MAINTENANCE,
-            formats::backup_needs_maintenance(n.mode),
-        ));
+        return Err(Refusal::NeedsMaintenance { mode: n.mode });
     }
     Ok(())
 }
 
 /// Whether `restore` may run on `node` now.
 pub fn check_restore(world: &World, node: &str) -> Result<(), Refusal> {
-    let n = world.node(node);
-    let running: Vec<&str> = n
+    let running: Vec<String> = world
+        .node(node)
         .services
         .iter()
         .filter(|s| s.running)
-        .map(|s| s.name.as_str())
+        .map(|s| s.name.clone())
         .collect();
     if !running.is_empty() {
-        return Err(Refusal::new(
-            formats::EXIT_SERVICES_RUNNING,
-            formats::restore_services_running(&running),
-        ));
+        return Err(Refusal::ServicesRunning { running });
     }
     Ok(())
 }
 
 /// Loads a database into `node` (after [`check_restore`] and reading the archive).
-pub fn apply_restore(world: &mut World, node: &str, db: Database) -> Outcome {
+pub fn apply_restore(world: &mut World, node: &str, db: Database) -> Outcome<Restored> {
     let i = world.idx(node);
-    let mut o = Outcome::default();
     world.nodes[i].db = db.clone();
-    let corrupted = world.nodes[i].corruption().is_some();
-    o.event(
+    let corruption = world.nodes[i].corruption();
+    let mut ev = Events::default();
+    ev.push(
         node,
         Event::DatabaseRestored {
             from_version: db.esc_version,
             schema_version: db.schema_version,
-            corrupted,
+            corrupted: corruption.is_some(),
         },
     );
-    o
+    Outcome::new(Restored { corruption }, ev.0)
 }
 
 /// `escadm stop`: stops every service of the node, keepalived included.
-pub fn stop(world: &mut World, node: &str) -> Outcome {
-    let mut o = Outcome::default();
-    o.line(formats::STOPPING);
-    stop_inner(world, node, &mut o);
-    o.line(formats::STOPPED);
-    o
+pub fn stop(world: &mut World, node: &str) -> Outcome<Stopped> {
+    let mut ev = Events::default();
+    let stopped = stop_inner(world, node, &mut ev);
+    Outcome::new(stopped, ev.0)
 }
 
-fn stop_inner(world: &mut World, node: &str, o: &mut Outcome) {
+fn stop_inner(world: &mut World, node: &str, ev: &mut Events) -> Stopped {
     let i = world.idx(node);
     if world.nodes[i].all_stopped() {
-        return;
+        return Stopped {
+            was_running: false,
+            failover_to: None,
+        };
     }
     let was_master = world.nodes[i].role == Role::Master;
     for s in &mut world.nodes[i].services {
         s.running = false;
     }
-    o.event(node, Event::ServicesStopped);
+    ev.push(node, Event::ServicesStopped);
+    let mut failover_to = None;
     if was_master
         && let Some(p) = world.peer_idx(node)
         && world.nodes[p].keepalived_up()
@@ -578,7 +654,7 @@ fn stop_inner(world: &mut World, node: &str, o: &mut Outcome) {
         let from = world.nodes[p].role;
         world.nodes[p].role = Role::Master;
         world.nodes[p].takeovers += 1;
-        o.event(
+        ev.push(
             &peer,
             Event::Failover {
                 from: node.to_owned(),
@@ -586,7 +662,7 @@ fn stop_inner(world: &mut World, node: &str, o: &mut Outcome) {
             },
         );
         if from != Role::Master {
-            o.event(
+            ev.push(
                 &peer,
                 Event::RoleChanged {
                     from,
@@ -594,21 +670,26 @@ fn stop_inner(world: &mut World, node: &str, o: &mut Outcome) {
                 },
             );
         }
+        failover_to = Some(peer);
+    }
+    Stopped {
+        was_running: true,
+        failover_to,
     }
 }
 
 /// `escadm restart`: stops the node's services if they run (with the failover that may
 /// cause), then starts them; an HA node takes the role keepalived gives it.
-pub fn restart(world: &mut World, node: &str) -> Outcome {
-    let mut o = Outcome::default();
-    o.line(formats::RESTARTING);
-    stop_inner(world, node, &mut o);
+pub fn restart(world: &mut World, node: &str) -> Outcome<Started> {
+    let mut ev = Events::default();
+    let stopped = stop_inner(world, node, &mut ev);
     let i = world.idx(node);
     for s in &mut world.nodes[i].services {
         s.running = true;
     }
     world.nodes[i].generation += 1;
-    o.event(node, Event::ServicesStarted);
+    ev.push(node, Event::ServicesStarted);
+    let mut synced_from = None;
     if world.nodes[i].role != Role::Standalone {
         let peer = world
             .peer_idx(node)
@@ -620,7 +701,7 @@ pub fn restart(world: &mut World, node: &str) -> Outcome {
         let from = world.nodes[i].role;
         world.nodes[i].role = new_role;
         if from != new_role {
-            o.event(node, Event::RoleChanged { from, to: new_role });
+            ev.push(node, Event::RoleChanged { from, to: new_role });
         }
         if new_role == Role::Backup
             && let Some(p) = peer
@@ -629,11 +710,19 @@ pub fn restart(world: &mut World, node: &str) -> Outcome {
             let db = world.nodes[p].db.clone();
             let from = world.nodes[p].name.clone();
             world.nodes[i].db = db;
-            o.event(node, Event::DatabaseSynced { from });
+            ev.push(node, Event::DatabaseSynced { from: from.clone() });
+            synced_from = Some(from);
         }
     }
-    o.line(formats::STARTED);
-    o
+    let role = world.nodes[i].role;
+    Outcome::new(
+        Started {
+            stopped,
+            role,
+            synced_from,
+        },
+        ev.0,
+    )
 }
 
 #[cfg(test)]
@@ -655,8 +744,14 @@ mod tests {
         }
     }
 
-    fn has(o: &Outcome, node: &str, pred: impl Fn(&Event) -> bool) -> bool {
+    fn has<T>(o: &Outcome<T>, node: &str, pred: impl Fn(&Event) -> bool) -> bool {
         o.events.iter().any(|(n, e)| n == node && pred(e))
+    }
+
+    fn failed_over<T>(o: &Outcome<T>) -> bool {
+        o.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Failover { .. }))
     }
 
     #[test]
@@ -669,22 +764,19 @@ mod tests {
     }
 
     #[test]
-    fn op_mode_round_trip_prints_manual_lines() {
+    fn op_mode_round_trip() {
         let mut w = single();
         let o = op_mode_set(&mut w, "s", Mode::Maintenance, false).unwrap();
         assert_eq!(
-            o.stdout,
-            vec!["Set mode to MAINTENANCE", "Operation Mode = MAINTENANCE"]
+            o.value,
+            ModeSet {
+                from: Mode::Operation,
+                to: Mode::Maintenance
+            }
         );
-        assert_eq!(
-            op_mode_show(&w, "s").stdout,
-            vec!["Operation Mode = MAINTENANCE"]
-        );
+        assert_eq!(op_mode_show(&w, "s"), Mode::Maintenance);
         let o = op_mode_set(&mut w, "s", Mode::Operation, false).unwrap();
-        assert_eq!(
-            o.stdout,
-            vec!["Set mode to OPERATION", "Operation Mode = OPERATION"]
-        );
+        assert_eq!(o.value.to, Mode::Operation);
         assert!(has(&o, "s", |e| matches!(
             e,
             Event::ModeChanged {
@@ -692,8 +784,15 @@ mod tests {
                 ..
             }
         )));
-        // Setting the mode it has: same lines, no event.
+        // Setting the mode it has: the same answer, no event.
         let o = op_mode_set(&mut w, "s", Mode::Operation, false).unwrap();
+        assert_eq!(
+            o.value,
+            ModeSet {
+                from: Mode::Operation,
+                to: Mode::Operation
+            }
+        );
         assert!(o.events.is_empty());
     }
 
@@ -702,17 +801,28 @@ mod tests {
         let mut w = pair();
         w.nodes[0].in_flight = 2;
         w.nodes[0].in_flight_drain_at_ms = Some(1000);
-        let r = op_mode_set(&mut w, "a", Mode::Maintenance, true).unwrap_err();
-        assert_eq!(r.exit, formats::EXIT_IN_FLIGHT);
-        assert!(r.message.contains("2 in-flight"), "{}", r.message);
+        // The count is the pair's, so the standby's request is refused too.
+        for node in ["a", "b"] {
+            assert_eq!(
+                op_mode_set(&mut w, node, Mode::Maintenance, true).unwrap_err(),
+                Refusal::InFlight {
+                    count: 2,
+                    mode: Mode::Maintenance
+                }
+            );
+        }
         assert_eq!(w.node("a").mode, Mode::Operation);
-        // Without ipt_check the same request goes through (the manual's default).
+        // Leaving MAINTENANCE, or entering it without ipt_check (the manual's default), passes.
         let mut w2 = w.clone();
         op_mode_set(&mut w2, "a", Mode::Maintenance, false).unwrap();
+        op_mode_set(&mut w2, "a", Mode::Operation, true).unwrap();
         // After the drain time, the check passes.
         assert!(w.drain(999).is_empty());
         let ev = w.drain(1000);
-        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            ev,
+            vec![("a".to_owned(), Event::InFlightDrained { count: 2 })]
+        );
         op_mode_set(&mut w, "a", Mode::Maintenance, true).unwrap();
         assert_eq!(
             w.node("b").mode,
@@ -725,6 +835,13 @@ mod tests {
     fn stopping_master_first_fails_over() {
         let mut w = pair();
         let o = stop(&mut w, "a");
+        assert_eq!(
+            o.value,
+            Stopped {
+                was_running: true,
+                failover_to: Some("b".into())
+            }
+        );
         assert!(has(
             &o,
             "b",
@@ -739,6 +856,8 @@ mod tests {
         // The old master comes back as BACKUP (no preemption) and syncs the database.
         w.nodes[1].db.content = serde_json::json!({"marker": 1});
         let o = restart(&mut w, "a");
+        assert_eq!(o.value.role, Role::Backup);
+        assert_eq!(o.value.synced_from.as_deref(), Some("b"));
         assert_eq!(w.node("a").role, Role::Backup);
         assert_eq!(w.node("a").db.content, serde_json::json!({"marker": 1}));
         assert!(has(&o, "a", |e| matches!(e, Event::DatabaseSynced { .. })));
@@ -750,72 +869,72 @@ mod tests {
         let o1 = stop(&mut w, "b");
         let o2 = stop(&mut w, "a");
         for o in [&o1, &o2] {
-            assert!(
-                !o.events
-                    .iter()
-                    .any(|(_, e)| matches!(e, Event::Failover { .. }))
-            );
+            assert!(!failed_over(o));
+            assert_eq!(o.value.failover_to, None);
         }
         assert_eq!(w.node("a").role, Role::Master);
         assert_eq!(w.node("b").role, Role::Backup);
-        assert_eq!(
-            status(&w, "a").stdout.last().unwrap(),
-            "ESC status=3 ESC Master Stopped"
-        );
-        assert_eq!(
-            status(&w, "b").stdout.last().unwrap(),
-            "ESC status=3 ESC Backup Stopped"
-        );
-        restart(&mut w, "a");
-        restart(&mut w, "b");
+        for (node, role) in [("a", Role::Master), ("b", Role::Backup)] {
+            let s = status(&w, node);
+            assert_eq!((s.role, s.health), (role, Health::Stopped));
+            assert!(s.services.iter().all(|s| s.pid.is_none()));
+        }
+        // Stopping a stopped node changes nothing.
+        let o = stop(&mut w, "a");
+        assert!(!o.value.was_running);
+        assert!(o.events.is_empty());
+        assert_eq!(restart(&mut w, "a").value.role, Role::Master);
+        assert_eq!(restart(&mut w, "b").value.role, Role::Backup);
         assert_eq!(w.node("a").role, Role::Master);
-        assert_eq!(w.node("b").role, Role::Backup);
-        assert_eq!(
-            status(&w, "b").stdout.last().unwrap(),
-            "ESC status=0 ESC Backup Healthy"
-        );
+        let s = status(&w, "b");
+        assert_eq!((s.role, s.health), (Role::Backup, Health::Healthy));
     }
 
     #[test]
     fn restarting_running_master_hands_over_to_the_standby() {
         let mut w = pair();
         let o = restart(&mut w, "a");
-        assert!(
-            o.events
-                .iter()
-                .any(|(_, e)| matches!(e, Event::Failover { .. }))
-        );
+        assert!(failed_over(&o));
+        assert_eq!(o.value.stopped.failover_to.as_deref(), Some("b"));
+        assert_eq!(o.value.role, Role::Backup);
         assert_eq!(w.node("a").role, Role::Backup);
         assert_eq!(w.node("b").role, Role::Master);
     }
 
     #[test]
-    fn backup_rules() {
+    fn backup_rules_in_order() {
         let mut w = pair();
         assert_eq!(
-            check_backup(&w, "a").unwrap_err().exit,
-            formats::EXIT_NEEDS_MAINTENANCE
+            check_backup(&w, "a"),
+            Err(Refusal::NeedsMaintenance {
+                mode: Mode::Operation
+            })
         );
         op_mode_set(&mut w, "a", Mode::Maintenance, true).unwrap();
         check_backup(&w, "a").unwrap();
-        assert_eq!(
-            check_backup(&w, "b").unwrap_err().exit,
-            formats::EXIT_WRONG_ROLE
-        );
+        assert_eq!(check_backup(&w, "b"), Err(Refusal::OnStandby));
         stop(&mut w, "b");
         stop(&mut w, "a");
-        assert_eq!(
-            check_backup(&w, "a").unwrap_err().exit,
-            formats::EXIT_NOT_RUNNING
-        );
+        // Stopped wins over role and mode.
+        assert_eq!(check_backup(&w, "a"), Err(Refusal::ServicesNotRunning));
+        assert_eq!(check_backup(&w, "b"), Err(Refusal::ServicesNotRunning));
     }
 
     #[test]
     fn restore_needs_all_services_stopped_and_flags_a_downgrade() {
         let mut w = single();
-        let r = check_restore(&w, "s").unwrap_err();
-        assert_eq!(r.exit, formats::EXIT_SERVICES_RUNNING);
-        assert!(r.message.contains("escmanager"));
+        assert_eq!(
+            check_restore(&w, "s"),
+            Err(Refusal::ServicesRunning {
+                running: STANDALONE_SERVICES.iter().map(|s| s.to_string()).collect()
+            })
+        );
+        w.nodes[0].services[0].running = false;
+        let Err(Refusal::ServicesRunning { running }) = check_restore(&w, "s") else {
+            panic!("refused while some services run");
+        };
+        assert_eq!(running.len(), STANDALONE_SERVICES.len() - 1);
+        assert!(!running.contains(&"pgsql".to_owned()));
         stop(&mut w, "s");
         check_restore(&w, "s").unwrap();
         let newer = Database {
@@ -823,7 +942,13 @@ mod tests {
             schema_version: "5.11".into(),
             content: serde_json::json!({}),
         };
+        let corruption = Corruption {
+            schema: "5.11".into(),
+            db_version: "5.11.0.3".into(),
+            node_version: "5.10.0.86".into(),
+        };
         let o = apply_restore(&mut w, "s", newer);
+        assert_eq!(o.value.corruption.as_ref(), Some(&corruption));
         assert!(has(&o, "s", |e| matches!(
             e,
             Event::DatabaseRestored {
@@ -833,44 +958,57 @@ mod tests {
         )));
         restart(&mut w, "s");
         assert_eq!(
-            status(&w, "s").stdout.last().unwrap(),
-            "ESC status=2 ESC Standalone Unhealthy: database corrupted (schema 5.11 restored on ESC 5.10.0.86)"
+            status(&w, "s").health,
+            Health::Unhealthy(Trouble::DatabaseCorrupted(corruption))
         );
         // An older database is fine (ESC migrates the schema up).
         stop(&mut w, "s");
-        apply_restore(&mut w, "s", Database::fresh("5.9.1.20"));
+        let o = apply_restore(&mut w, "s", Database::fresh("5.9.1.20"));
+        assert_eq!(o.value.corruption, None);
         restart(&mut w, "s");
-        assert_eq!(
-            status(&w, "s").stdout.last().unwrap(),
-            "ESC status=0 ESC Standalone Healthy"
-        );
+        assert_eq!(status(&w, "s").health, Health::Healthy);
     }
 
     #[test]
-    fn op_mode_set_needs_running_services() {
+    fn op_mode_set_needs_running_services_and_the_mode_survives_restarts() {
         let mut w = single();
         stop(&mut w, "s");
         assert_eq!(
-            op_mode_set(&mut w, "s", Mode::Maintenance, false)
-                .unwrap_err()
-                .exit,
-            formats::EXIT_NOT_RUNNING
+            op_mode_set(&mut w, "s", Mode::Maintenance, false),
+            Err(Refusal::ServicesNotRunning)
         );
-        // Mode persists across a restart.
         restart(&mut w, "s");
         op_mode_set(&mut w, "s", Mode::Maintenance, false).unwrap();
         stop(&mut w, "s");
         restart(&mut w, "s");
-        assert_eq!(w.node("s").mode, Mode::Maintenance);
+        assert_eq!(op_mode_show(&w, "s"), Mode::Maintenance);
     }
 
     #[test]
-    fn status_lists_services_version_and_summary() {
-        let w = pair();
-        let lines = status(&w, "a").stdout;
-        assert_eq!(lines.len(), HA_SERVICES.len() + 2);
-        assert_eq!(lines[0], "pgsql (pid 2116) is running");
-        assert_eq!(lines[HA_SERVICES.len()], "ESC version: 5.10.0.86");
-        assert_eq!(lines.last().unwrap(), "ESC status=0 ESC Master Healthy");
+    fn status_lists_services_version_role_and_health() {
+        let mut w = pair();
+        let s = status(&w, "a");
+        let names: Vec<&str> = s.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, HA_SERVICES);
+        assert_eq!(s.services[0].pid, Some(2116));
+        assert_eq!(
+            status(&w, "b").services[0].pid,
+            Some(3116),
+            "pids differ per node"
+        );
+        assert_eq!(s.esc_version, "5.10.0.86");
+        assert_eq!((s.role, s.health), (Role::Master, Health::Healthy));
+        // Partly stopped: the first stopped service in order is the trouble.
+        w.nodes[0].services[6].running = false;
+        w.nodes[0].services[4].running = false;
+        let s = status(&w, "a");
+        assert_eq!(s.services[4].pid, None);
+        assert_eq!(
+            s.health,
+            Health::Unhealthy(Trouble::ServiceStopped("mona".into()))
+        );
+        // A restart changes the pids.
+        restart(&mut w, "b");
+        assert_eq!(status(&w, "b").services[0].pid, Some(3132));
     }
 }

@@ -196,6 +196,26 @@ fn keygen(path: &Path, kind: KeyType, comment: &str, pem: bool) -> Result<String
     Ok(fs::read_to_string(PathBuf::from(pubp))?.trim().to_owned())
 }
 
+/// Creates a node with no way in (no sshd, keys or `bin/`): its state, no faults, and the
+/// directories escadm uses. For `esc-sim node create` (then `esc-sim run`) and for running
+/// escadm in-process ([`crate::escadm::run`]).
+pub fn create_bare_node(root: &SimRoot, state: &NodeState) -> Result<()> {
+    let name = state.name.as_str();
+    store::check_node_name(name)?;
+    store::mkdir_shared(root.path())?;
+    for d in [
+        root.node_dir(name),
+        root.tmp_dir(name),
+        root.var_tmp_dir(name),
+        root.log_dir(name),
+        root.data_dir(name),
+    ] {
+        store::mkdir_shared(&d)?;
+    }
+    root.save_node(state)?;
+    root.save_faults(name, &[])
+}
+
 /// Creates one node: state, faults, dirs, bin links, keys and sshd config. The sim root must
 /// have been prepared with [`init_root`].
 pub fn create_node(root: &SimRoot, plan: &NodePlan) -> Result<NodeInfo> {

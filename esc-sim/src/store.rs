@@ -33,7 +33,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Fault;
-use crate::model::{Event, NodeState, World};
+use crate::model::{Event, NodeState, Outcome, World};
 
 /// Environment variables sshd's `SetEnv` gives every command of a node.
 pub const ENV_NODE: &str = "ESC_SIM_NODE";
@@ -329,12 +329,12 @@ impl SimRoot {
 
     /// Runs a state machine step on `node`'s world from outside (harness, CLI: e.g. a VM power
     /// off is [`crate::model::stop`]), under the lock; journals `action` and the events.
-    pub fn apply_admin(
+    pub fn apply_admin<T>(
         &self,
         node: &str,
         action: &str,
-        f: impl FnOnce(&mut World) -> crate::model::Outcome,
-    ) -> Result<crate::model::Outcome> {
+        f: impl FnOnce(&mut World) -> Outcome<T>,
+    ) -> Result<Outcome<T>> {
         let lock = self.lock()?;
         let mut world = self.load_world(node)?;
         self.append_journal(

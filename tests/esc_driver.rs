@@ -34,7 +34,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn escadm_kind(r: Result<impl std::fmt::Debug, DriverError>) -> EscadmFailure {
     match r {
-        Err(DriverError::Escadm { kind, .. }) => kind,
+        Err(e @ DriverError::Escadm { .. }) => {
+            let DriverError::Escadm { kind, .. } = &e else {
+                unreachable!()
+            };
+            // The condition reason is the refusal's own, and the error names its node.
+            assert_eq!(e.reason(), kind.reason());
+            assert!(e.node().is_some(), "{e:?}");
+            *kind
+        }
         other => panic!("expected an escadm refusal, got {other:?}"),
     }
 }
@@ -87,7 +95,7 @@ async fn standalone_every_command_over_one_connection() -> Result<()> {
         .arg("esc_db/metadata.json")
         .output()?;
     assert!(meta.status.success(), "{meta:?}");
-    let meta = parse_backup_metadata(&String::from_utf8_lossy(&meta.stdout))?;
+    let meta = parse_backup_metadata(&meta.stdout)?;
     assert_eq!(meta.esc_version, "5.10.0.86".parse::<EscVersion>()?);
 
     // One connection, two channels at once: a download and a status.
@@ -149,6 +157,7 @@ async fn ipt_check_refuses_with_in_flight_transactions() -> Result<()> {
     let esc = connect(node).await?;
     let err = esc.set_op_mode(OpMode::Maintenance, true).await;
     let msg = format!("{}", err.as_ref().unwrap_err());
+    assert_eq!(err.as_ref().unwrap_err().reason(), "InFlightTransactions");
     assert_eq!(
         escadm_kind(err),
         EscadmFailure::InFlightTransactions { count: Some(2) }

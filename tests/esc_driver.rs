@@ -207,6 +207,16 @@ async fn ha_roles_and_typed_refusals() -> Result<()> {
     a.stop().await?;
     assert!(b.status().await?.all_services_stopped());
     assert!(a.status().await?.all_services_stopped());
+    // A line about a service in a shape not known here: not proof that everything stopped.
+    sim.node("esc-a").fault_once(
+        "status",
+        FaultKind::Warnings {
+            lines: vec!["\x1b[33mescmanager (pid 4711) is starting\x1b[0m".into()],
+        },
+    )?;
+    let st = a.status().await?;
+    assert_eq!(st.unrecognized_service_lines, 1, "{st:?}");
+    assert!(!st.all_services_stopped(), "{st:?}");
     assert!(sim.journal()?.failovers().is_empty());
     Ok(())
 }

@@ -1026,6 +1026,9 @@ ESC status=0 ESC Master Healthy
     fn contradicting_roles_are_unknown() {
         let s = parse_status("pgsql is running\nESC status=0 ESC Master Backup Healthy\n").unwrap();
         assert_eq!(s.role, HaRole::Unknown);
+        // A role word not known here: no role, and the health beside it is not trusted either.
+        let s = parse_status("pgsql is running\nESC status=0 ESC Leader Healthy\n").unwrap();
+        assert_eq!((s.role, s.health), (HaRole::Unknown, Health::Unknown));
         // Shouted words in other lines disagree: unknown, not the last one seen.
         let s = parse_status("VRRP state: MASTER\npeer: BACKUP\npgsql is running\n").unwrap();
         assert_eq!(s.role, HaRole::Unknown);

@@ -34,7 +34,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn escadm_kind(r: Result<impl std::fmt::Debug, DriverError>) -> EscadmFailure {
     match r {
-        Err(DriverError::Escadm { kind, .. }) => kind,
+        Err(e @ DriverError::Escadm { .. }) => {
+            let DriverError::Escadm { kind, .. } = &e else {
+                unreachable!()
+            };
+            // The condition reason is the refusal's own, and the error names its node.
+            assert_eq!(e.reason(), kind.reason());
+            assert!(e.node().is_some(), "{e:?}");
+            *kind
+        }
         other => panic!("expected an escadm refusal, got {other:?}"),
     }
 }
@@ -87,7 +95,7 @@ async fn standalone_every_command_over_one_connection() -> Result<()> {
         .arg("esc_db/metadata.json")
         .output()?;
     assert!(meta.status.success(), "{meta:?}");
-    let meta = parse_backup_metadata(&String::from_utf8_lossy(&meta.stdout))?;
+    let meta = parse_backup_metadata(&meta.stdout)?;
     assert_eq!(meta.esc_version, "5.10.0.86".parse::<EscVersion>()?);
 
     // One connection, two channels at once: a download and a status.
@@ -149,6 +157,7 @@ async fn ipt_check_refuses_with_in_flight_transactions() -> Result<()> {
     let esc = connect(node).await?;
     let err = esc.set_op_mode(OpMode::Maintenance, true).await;
     let msg = format!("{}", err.as_ref().unwrap_err());
+    assert_eq!(err.as_ref().unwrap_err().reason(), "InFlightTransactions");
     assert_eq!(
         escadm_kind(err),
         EscadmFailure::InFlightTransactions { count: Some(2) }
@@ -198,6 +207,16 @@ async fn ha_roles_and_typed_refusals() -> Result<()> {
     a.stop().await?;
     assert!(b.status().await?.all_services_stopped());
     assert!(a.status().await?.all_services_stopped());
+    // A line about a service in a shape not known here: not proof that everything stopped.
+    sim.node("esc-a").fault_once(
+        "status",
+        FaultKind::Warnings {
+            lines: vec!["\x1b[33mescmanager (pid 4711) is starting\x1b[0m".into()],
+        },
+    )?;
+    let st = a.status().await?;
+    assert_eq!(st.unrecognized_service_lines, 1, "{st:?}");
+    assert!(!st.all_services_stopped(), "{st:?}");
     assert!(sim.journal()?.failovers().is_empty());
     Ok(())
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use esc_operator::esc::known_hosts::fingerprint;
 use esc_operator::esc::{
-    CommandLimits, CommandLine, ExitStatus, HostKeyError, KnownHosts, RemotePath, SessionOptions,
-    SshCredentials, SshError, SshSession, SshTarget,
+    CommandLimits, CommandLine, ExitStatus, HostKeyError, KnownHosts, NodeAddr, RemotePath,
+    SessionOptions, SshCredentials, SshError, SshSession, SshTarget,
 };
 use esc_testbed::sshd::{Fill, KeyType, SimEsc, SimNode, SimSpec};
 use russh::keys::PublicKey;
@@ -95,6 +95,11 @@ async fn host_key_mismatch_and_unknown_host_are_refused() -> Result<()> {
     assert!(
         matches!(err, SshError::HostKey(HostKeyError::Mismatch { .. })),
         "{err:?}"
+    );
+    assert_eq!(err.reason(), "HostKeyMismatch");
+    assert_eq!(
+        err.node(),
+        Some(&NodeAddr::new(node.address().to_string(), node.port()))
     );
     let msg = err.to_string();
     assert!(msg.contains(&node.address().to_string()), "{msg}");
@@ -200,6 +205,7 @@ async fn authentication_errors_are_clear_and_never_leak_secrets() -> Result<()> 
     .await
     .unwrap_err();
     assert!(matches!(err, SshError::AuthRejected { .. }), "{err:?}");
+    assert_eq!(err.reason(), "AuthFailed");
     let msg = err.to_string();
     let dbg = format!("{err:?}");
     assert!(
@@ -268,6 +274,7 @@ async fn authentication_errors_are_clear_and_never_leak_secrets() -> Result<()> 
     .await
     .unwrap_err();
     assert!(matches!(err, SshError::ConnectTimeout { .. }), "{err:?}");
+    assert_eq!(err.reason(), "ConnectTimeout");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
     // Nothing listening: a connect error naming host and port.
@@ -453,7 +460,29 @@ async fn commands_exit_status_stderr_timeouts_limits_and_sudo() -> Result<()> {
     let out = s
         .run(&cmd(&["sh", "-c", "head -c 100000 /dev/zero >&2"]), &limits)
         .await?;
-    assert!(out.stderr_truncated && out.stderr.len() == 10);
+    // It exited 0, yet the cut is not silent: counted in raw bytes, and a warning.
+    assert!(out.exit_status.success());
+    assert_eq!(out.stderr.len(), 10);
+    assert_eq!(out.stderr_truncated, Some(100_000 - 10));
+    assert_eq!(out.warnings().len(), 1, "{:?}", out.warnings());
+    // A failing command's error quotes what was kept and counts what was dropped.
+    let err = s
+        .run_ok(
+            &cmd(&[
+                "sh",
+                "-c",
+                "head -c 100000 /dev/zero | tr '\\0' x >&2; exit 3",
+            ]),
+            &limits,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"xxxxxxxxxx\" (+99990 more bytes)"),
+        "{err}"
+    );
+    assert_eq!(err.reason(), "RemoteCommandFailed");
 
     // Killed by a signal.
     let out = s

@@ -2,21 +2,114 @@
 //!
 //! Each method renders a typed command ([`EscadmCommand`]), runs it with a timeout suited to it,
 //! maps a non-zero exit to a classified [`DriverError::Escadm`], and parses the output with the
-//! pure parsers of [`crate::esc::parse`].
+//! pure parsers of [`crate::esc::parse`], which read the raw output through their one cleaning
+//! step. Warnings of a command that succeeded (stderr cut at its limit) are logged.
+//!
+//! Owns: [`EscNode`] and [`DriverError`]. The top of the domain: may import every other module
+//! of [`crate::esc`]; none imports it.
 
 use std::time::Duration;
 
-use crate::esc::error::{DriverError, clip};
+use thiserror::Error;
+
 use crate::esc::escadm::EscadmCommand;
 use crate::esc::known_hosts::KnownHosts;
 use crate::esc::parse::{
-    self, BackupResult, LogCollectResult, NodeStatus, OpMode, Sha256Digest, classify_failure,
-    failure_message,
+    self, BackupResult, LogCollectResult, NodeStatus, ParseError, classify_failure, failure_message,
 };
-use crate::esc::remote::{CommandLine, RemotePath};
+use crate::esc::remote::{CommandLine, PathError, RemotePath};
 use crate::esc::ssh::{
-    CommandLimits, CommandOutput, SessionOptions, SshCredentials, SshSession, SshTarget,
+    CommandLimits, CommandOutput, SessionOptions, SshCredentials, SshError, SshSession, SshTarget,
 };
+use crate::esc::text::clip;
+use crate::esc::vocab::{EscadmFailure, NodeAddr, OpMode, Sha256Digest};
+
+/// A failure of an [`EscNode`] operation.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// The transport failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The command succeeded but its output was not understood.
+    #[error("{node}: {source}")]
+    Parse {
+        node: NodeAddr,
+        #[source]
+        source: ParseError,
+    },
+    /// escadm refused or failed (non-zero exit).
+    #[error("`{command}` on {node} failed: {kind} ({exit}); escadm said: {message}")]
+    Escadm {
+        node: NodeAddr,
+        command: String,
+        kind: EscadmFailure,
+        exit: String,
+        message: String,
+    },
+    /// `op_mode set` reported a different mode than requested.
+    #[error("{node}: asked for {wanted} mode, ESC reports {got}")]
+    ModeNotReached {
+        node: NodeAddr,
+        wanted: OpMode,
+        got: OpMode,
+    },
+    /// `backup` says it wrote another file than the one asked for.
+    #[error("{node}: asked escadm to back up to {requested}, it reports {reported}")]
+    BackupPathMismatch {
+        node: NodeAddr,
+        requested: String,
+        reported: String,
+    },
+    /// A path unfit for a remote command.
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
+impl DriverError {
+    /// A short, stable CamelCase reason: a Kubernetes condition reason and a metric label. A
+    /// wrapped error gives its own, more precise reason (`HostKeyMismatch`,
+    /// `InFlightTransactions`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DriverError::Ssh(e) => e.reason(),
+            DriverError::Parse { source, .. } => source.reason(),
+            DriverError::Escadm { kind, .. } => kind.reason(),
+            DriverError::ModeNotReached { .. } => "ModeNotReached",
+            DriverError::BackupPathMismatch { .. } => "BackupPathMismatch",
+            DriverError::Path(e) => e.reason(),
+        }
+    }
+
+    /// The node the failure concerns, when there is one.
+    pub fn node(&self) -> Option<&NodeAddr> {
+        match self {
+            DriverError::Ssh(e) => e.node(),
+            DriverError::Parse { node, .. }
+            | DriverError::Escadm { node, .. }
+            | DriverError::ModeNotReached { node, .. }
+            | DriverError::BackupPathMismatch { node, .. } => Some(node),
+            DriverError::Path(_) => None,
+        }
+    }
+}
+
+/// A backup counts as done only when escadm reports the file it was asked to write: a report of
+/// another path (a relative or rewritten one) says nothing about `requested`.
+fn written_where_asked(
+    node: &NodeAddr,
+    requested: &RemotePath,
+    result: BackupResult,
+) -> Result<BackupResult, DriverError> {
+    if result.path == requested.as_str() {
+        Ok(result)
+    } else {
+        Err(DriverError::BackupPathMismatch {
+            node: node.clone(),
+            requested: requested.to_string(),
+            reported: clip(&result.path, 200),
+        })
+    }
+}
 
 /// Timeouts per kind of operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,11 +189,18 @@ impl EscNode {
         self.session.close().await
     }
 
-    fn parse_err(&self, source: crate::esc::error::ParseError) -> DriverError {
+    fn parse_err(&self, source: ParseError) -> DriverError {
         DriverError::Parse {
-            host: self.session.target().host.clone(),
-            port: self.session.target().port,
+            node: self.session.node().clone(),
             source,
+        }
+    }
+
+    /// Logs what a command that succeeded still had to say (stderr cut at its limit): nobody
+    /// read it, so it must at least be seen.
+    fn log_warnings(&self, name: &str, out: &CommandOutput) {
+        for warning in out.warnings() {
+            tracing::warn!(target = %self.session.target(), command = name, %warning, "command succeeded with a warning");
         }
     }
 
@@ -116,19 +216,23 @@ impl EscNode {
             .await?;
         if out.exit_status.success() {
             tracing::debug!(target = %self.session.target(), command = cmd.name(), "escadm ok");
+            self.log_warnings(cmd.name(), &out);
             return Ok(out);
         }
-        let stdout = out.stdout_text();
-        let stderr = out.stderr_text();
-        let kind = classify_failure(out.exit_status.code(), &stderr);
+        let kind = classify_failure(out.exit_status.code(), &out.stderr);
         tracing::info!(target = %self.session.target(), command = cmd.name(), exit = %out.exit_status, %kind, "escadm refused or failed");
+        let mut message = failure_message(&out.stdout, &out.stderr);
+        if let Some(dropped) = out.stderr_truncated {
+            message.push_str(&format!(
+                " (stderr exceeded its limit: {dropped} more bytes dropped unread)"
+            ));
+        }
         Err(DriverError::Escadm {
-            host: self.session.target().host.clone(),
-            port: self.session.target().port,
+            node: self.session.node().clone(),
             command: clip(&line.render(self.session.options().sudo), 200),
             kind,
             exit: out.exit_status.to_string(),
-            message: failure_message(&stdout, &stderr),
+            message,
         })
     }
 
@@ -137,12 +241,12 @@ impl EscNode {
         let out = self
             .escadm(&EscadmCommand::OpModeShow, self.timeouts.quick)
             .await?;
-        parse::parse_op_mode(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        parse::parse_op_mode(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// `escadm op_mode set --mode=MODE [--ipt_check=true]`; succeeds only when ESC then reports
     /// `MODE`. With `ipt_check` and transactions in flight, fails with
-    /// [`parse::EscadmFailure::InFlightTransactions`].
+    /// [`EscadmFailure::InFlightTransactions`].
     pub async fn set_op_mode(&self, mode: OpMode, ipt_check: bool) -> Result<OpMode, DriverError> {
         let out = self
             .escadm(
@@ -150,11 +254,10 @@ impl EscNode {
                 self.timeouts.quick,
             )
             .await?;
-        let got = parse::parse_op_mode(&out.stdout_text()).map_err(|e| self.parse_err(e))?;
+        let got = parse::parse_op_mode(&out.stdout).map_err(|e| self.parse_err(e))?;
         if got != mode {
             return Err(DriverError::ModeNotReached {
-                host: self.session.target().host.clone(),
-                port: self.session.target().port,
+                node: self.session.node().clone(),
                 wanted: mode,
                 got,
             });
@@ -167,11 +270,12 @@ impl EscNode {
         let out = self
             .escadm(&EscadmCommand::Status, self.timeouts.quick)
             .await?;
-        parse::parse_status(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        parse::parse_status(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// `escadm backup --file FILE` (a path on the node; fetch it with
-    /// [`SshSession::read_file`]).
+    /// [`SshSession::read_file`]). Succeeds only when escadm reports having written `FILE`
+    /// itself.
     pub async fn backup(&self, file: &RemotePath) -> Result<BackupResult, DriverError> {
         let out = self
             .escadm(
@@ -179,7 +283,8 @@ impl EscNode {
                 self.timeouts.backup,
             )
             .await?;
-        parse::parse_backup(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        let result = parse::parse_backup(&out.stdout).map_err(|e| self.parse_err(e))?;
+        written_where_asked(self.session.node(), file, result)
     }
 
     /// `escadm restore --file FILE` (a path on the node, staged with
@@ -191,7 +296,7 @@ impl EscNode {
                 self.timeouts.restore,
             )
             .await?;
-        parse::parse_restore(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        parse::parse_restore(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// `escadm stop`.
@@ -199,7 +304,7 @@ impl EscNode {
         let out = self
             .escadm(&EscadmCommand::Stop, self.timeouts.stop_restart)
             .await?;
-        parse::parse_stop(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        parse::parse_stop(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// `escadm restart`.
@@ -207,7 +312,7 @@ impl EscNode {
         let out = self
             .escadm(&EscadmCommand::Restart, self.timeouts.stop_restart)
             .await?;
-        parse::parse_restart(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        parse::parse_restart(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// `escadm log collect`: the path of the archive it wrote, as it printed it.
@@ -215,7 +320,7 @@ impl EscNode {
         let out = self
             .escadm(&EscadmCommand::LogCollect, self.timeouts.log_collect)
             .await?;
-        parse::parse_log_collect(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        parse::parse_log_collect(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// `sha256sum -- PATH` on the node.
@@ -227,7 +332,8 @@ impl EscNode {
                 &CommandLimits::with_timeout(self.timeouts.checksum),
             )
             .await?;
-        parse::parse_sha256sum(&out.stdout_text()).map_err(|e| self.parse_err(e))
+        self.log_warnings("sha256sum", &out);
+        parse::parse_sha256sum(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// The size of a file on the node.
@@ -237,12 +343,42 @@ impl EscNode {
 
     /// `rm -f -- PATH` (temporary files: backup archives, staged restores, log archives).
     pub async fn remove_file(&self, path: &RemotePath) -> Result<(), DriverError> {
-        self.session
+        let out = self
+            .session
             .run_ok(
                 &CommandLine::remove(path),
                 &CommandLimits::with_timeout(self.timeouts.quick),
             )
             .await?;
+        self.log_warnings("rm", &out);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_written_elsewhere_is_not_done() {
+        let node = NodeAddr::new("esc-a", 22);
+        let asked = RemotePath::new("/tmp/esc-db.tar.bz2").unwrap();
+        let result = |path: &str| BackupResult {
+            path: path.into(),
+            size_bytes: Some(1),
+        };
+        assert_eq!(
+            written_where_asked(&node, &asked, result("/tmp/esc-db.tar.bz2")).unwrap(),
+            result("/tmp/esc-db.tar.bz2")
+        );
+        for other in [
+            "/tmp/esc-db.tar.bz2.1",
+            "/var/tmp/esc-db.tar.bz2",
+            "/tmp//esc-db.tar.bz2",
+        ] {
+            let err = written_where_asked(&node, &asked, result(other)).unwrap_err();
+            assert_eq!(err.reason(), "BackupPathMismatch");
+            assert!(err.to_string().contains(other), "{err}");
+        }
     }
 }

@@ -3,9 +3,11 @@
 //! No command carries a secret: backup and restore take a [`RemotePath`] on the node (never an
 //! `scp://user:password@...` URL — the operator moves the file itself), and the mode value is
 //! always spelled correctly (`maintenance`, not the seed manual's typo `maintenace`).
+//!
+//! Owns: [`EscadmCommand`]. Imports the leaf [`crate::esc::vocab`] and [`crate::esc::remote`].
 
-use crate::esc::parse::OpMode;
 use crate::esc::remote::{CommandLine, RemotePath};
+use crate::esc::vocab::OpMode;
 
 /// An escadm invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,14 +7,79 @@
 //! `@revoked` marker, comments. `@cert-authority` lines are skipped (host certificates are not
 //! accepted). Unparsable lines are skipped and reported by [`KnownHosts::invalid_lines`], as
 //! OpenSSH skips them.
+//!
+//! Owns: [`KnownHosts`], fingerprints, and [`HostKeyError`] (raised here, and by the transport's
+//! host key check for what known_hosts cannot vouch for, such as certificates). Imports only the
+//! leaf [`crate::esc::vocab`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_key::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
+use thiserror::Error;
 
-use crate::esc::error::HostKeyError;
+use crate::esc::vocab::NodeAddr;
+
+/// A server host key that the known_hosts content does not vouch for. The connection is refused.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum HostKeyError {
+    /// No known_hosts entry names this host and port.
+    #[error(
+        "host key of {node} is unknown: the server offered {algorithm} key {fingerprint}, and the \
+         known_hosts content has no entry for {}; add the node's host key to it",
+        host_port_pattern(&node.host, node.port)
+    )]
+    Unknown {
+        node: NodeAddr,
+        algorithm: String,
+        fingerprint: String,
+    },
+    /// Entries name this host, but none holds the offered key.
+    #[error(
+        "HOST KEY MISMATCH for {node}: the server offered {algorithm} key {fingerprint}, but \
+         known_hosts has {known} for it; refusing to connect (the node was reinstalled, or \
+         someone is intercepting the connection)"
+    )]
+    Mismatch {
+        node: NodeAddr,
+        algorithm: String,
+        fingerprint: String,
+        /// The recorded keys, as `algorithm fingerprint (line N)`, comma-separated.
+        known: String,
+    },
+    /// The offered key is marked `@revoked`.
+    #[error("host key {fingerprint} of {node} is marked @revoked in known_hosts")]
+    Revoked { node: NodeAddr, fingerprint: String },
+    /// The server presented a certificate; only plain host keys are supported.
+    #[error(
+        "{node} presented a host certificate ({fingerprint}); only plain host keys listed in \
+         known_hosts are supported"
+    )]
+    CertificateUnsupported { node: NodeAddr, fingerprint: String },
+}
+
+impl HostKeyError {
+    /// A short, stable CamelCase reason: a Kubernetes condition reason and a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HostKeyError::Unknown { .. } => "HostKeyUnknown",
+            HostKeyError::Mismatch { .. } => "HostKeyMismatch",
+            HostKeyError::Revoked { .. } => "HostKeyRevoked",
+            HostKeyError::CertificateUnsupported { .. } => "HostCertificateUnsupported",
+        }
+    }
+
+    /// The node whose key was refused.
+    pub fn node(&self) -> &NodeAddr {
+        match self {
+            HostKeyError::Unknown { node, .. }
+            | HostKeyError::Mismatch { node, .. }
+            | HostKeyError::Revoked { node, .. }
+            | HostKeyError::CertificateUnsupported { node, .. } => node,
+        }
+    }
+}
 
 /// The `SHA256:base64` fingerprint of a public key, as `ssh-keygen -l` prints it.
 pub fn fingerprint(key: &PublicKey) -> String {
@@ -142,6 +207,7 @@ impl KnownHosts {
     /// Verifies the key a server at `host:port` offered. `Ok` only when a non-revoked entry
     /// for this host and port holds exactly this key.
     pub fn verify(&self, host: &str, port: u16, offered: &PublicKey) -> Result<(), HostKeyError> {
+        let node = || NodeAddr::new(host, port);
         let fp = fingerprint(offered);
         let mut known = Vec::new();
         let mut accepted = false;
@@ -150,8 +216,7 @@ impl KnownHosts {
             match e.marker {
                 Marker::Revoked if same => {
                     return Err(HostKeyError::Revoked {
-                        host: host.to_owned(),
-                        port,
+                        node: node(),
                         fingerprint: fp,
                     });
                 }
@@ -169,8 +234,7 @@ impl KnownHosts {
         for e in &self.entries {
             if e.marker == Marker::Revoked && e.key.key_data() == offered.key_data() {
                 return Err(HostKeyError::Revoked {
-                    host: host.to_owned(),
-                    port,
+                    node: node(),
                     fingerprint: fp,
                 });
             }
@@ -181,16 +245,13 @@ impl KnownHosts {
         let algorithm = offered.algorithm().as_str().to_owned();
         if known.is_empty() {
             Err(HostKeyError::Unknown {
-                host: host.to_owned(),
-                port,
-                host_pattern: host_port_pattern(host, port),
+                node: node(),
                 algorithm,
                 fingerprint: fp,
             })
         } else {
             Err(HostKeyError::Mismatch {
-                host: host.to_owned(),
-                port,
+                node: node(),
                 algorithm,
                 fingerprint: fp,
                 known: known.join(", "),
@@ -356,7 +417,10 @@ mod tests {
         let err = kh.verify("127.0.0.2", 2223, &key(ED)).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("127.0.0.2 port 2223"), "{msg}");
+        assert!(msg.contains("no entry for [127.0.0.2]:2223"), "{msg}");
         assert!(msg.contains(ED_FP), "{msg}");
+        assert_eq!(err.node(), &NodeAddr::new("127.0.0.2", 2223));
+        assert_eq!(err.reason(), "HostKeyUnknown");
     }
 
     #[test]

@@ -1,8 +1,31 @@
-//! ESC domain: escadm commands, their output parsers and the SSH transport. Knows nothing of Kubernetes.
+//! ESC domain: escadm commands, their output parsers and the SSH transport. Knows nothing of
+//! Kubernetes.
 //!
-//! Pure modules (no I/O, unit- and property-tested): [`version`], [`known_hosts`], [`remote`],
-//! [`escadm`], [`parse`]. I/O: [`ssh`] (the transport) and [`driver`] ([`EscNode`], the typed
-//! escadm driver over one SSH connection). Errors: [`error`], one enum per concern.
+//! Modules, and what each may import (dependencies point one way, no circle; `tests.rs` scans
+//! the `use` lines and fails on a new edge against this direction):
+//! ```text
+//! driver      → escadm, known_hosts, parse, remote, ssh, text, vocab  (the top: imported by none)
+//! ssh/*       → known_hosts, remote, text, vocab                       (never the parsers)
+//! parse       → version, text, vocab
+//! escadm      → remote, vocab
+//! known_hosts → vocab
+//! remote      → text
+//! version     → text
+//! text, vocab → nothing of the domain                                  (the leaves)
+//! ```
+//! - Leaves, importing nothing of the domain: [`vocab`] (the shared words: [`OpMode`],
+//!   [`HaRole`], [`Health`], [`ServiceRunState`], [`EscadmFailure`], [`Sha256Digest`],
+//!   [`NodeAddr`]) and [`text`] (the one cleaning step before any parser, [`OutputText`], and
+//!   the quoting of output in errors).
+//! - Pure (no I/O, unit- and property-tested): [`version`], [`known_hosts`], [`remote`],
+//!   [`escadm`], [`parse`].
+//! - I/O: [`ssh`] (the transport; never the parsers) and [`driver`] ([`EscNode`], the typed
+//!   escadm driver over one SSH connection; the top, imported by nothing here).
+//!
+//! Each error lives beside the code that raises it ([`VersionError`], [`HostKeyError`],
+//! [`PathError`], [`ParseError`], [`SshError`], [`DriverError`]), names the node as one
+//! [`NodeAddr`], and has a `reason()`: a short, stable CamelCase word for a Kubernetes condition
+//! and a metric label.
 //!
 //! ```no_run
 //! # async fn demo(key: Vec<u8>, known_hosts: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -27,25 +50,31 @@
 //! ```
 
 pub mod driver;
-pub mod error;
 pub mod escadm;
 pub mod known_hosts;
 pub mod parse;
 pub mod remote;
 pub mod ssh;
+pub mod text;
 pub mod version;
+pub mod vocab;
 
-pub use driver::{DriverTimeouts, EscNode};
-pub use error::{DriverError, HostKeyError, ParseError, PathError, SshError, VersionError};
+pub use driver::{DriverError, DriverTimeouts, EscNode};
 pub use escadm::EscadmCommand;
-pub use known_hosts::KnownHosts;
+pub use known_hosts::{HostKeyError, KnownHosts};
 pub use parse::{
-    BackupMetadata, BackupResult, EscadmFailure, HaRole, Health, LogCollectResult, NodeStatus,
-    OpMode, ServiceRunState, ServiceState, Sha256Digest,
+    BackupMetadata, BackupResult, LogCollectResult, NodeStatus, ParseError, ServiceState,
 };
-pub use remote::{CommandLine, RemotePath};
+pub use remote::{CommandLine, PathError, RemotePath};
 pub use ssh::{
     CommandLimits, CommandOutput, Downloaded, ExitStatus, RemoteFileReader, SessionOptions,
-    SshCredentials, SshSession, SshTarget,
+    SshCredentials, SshError, SshSession, SshTarget,
 };
-pub use version::EscVersion;
+pub use text::OutputText;
+pub use version::{EscVersion, VersionError};
+pub use vocab::{
+    DigestError, EscadmFailure, HaRole, Health, NodeAddr, OpMode, ServiceRunState, Sha256Digest,
+};
+
+#[cfg(test)]
+mod tests;

@@ -4,10 +4,30 @@
 //! path can never inject a second command. Paths must be absolute and plain: no control
 //! characters and no `scp://` style URLs — the operator moves files itself and never puts
 //! credentials on an ESC command line.
+//!
+//! Owns: [`RemotePath`], [`CommandLine`], shell quoting and [`PathError`]. Imports only the leaf
+//! [`crate::esc::text`].
 
 use std::fmt;
 
-use crate::esc::error::{PathError, clip};
+use thiserror::Error;
+
+use crate::esc::text::clip;
+
+/// A remote path that may not be used in a command line.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("unusable remote path {path:?}: {why}")]
+pub struct PathError {
+    path: String,
+    why: &'static str,
+}
+
+impl PathError {
+    /// A short, stable CamelCase reason: a Kubernetes condition reason and a metric label.
+    pub fn reason(&self) -> &'static str {
+        "InvalidRemotePath"
+    }
+}
 
 /// The longest path accepted (Linux PATH_MAX).
 pub const MAX_PATH_LEN: usize = 4096;
@@ -21,7 +41,7 @@ impl RemotePath {
     /// URL.
     pub fn new(path: impl Into<String>) -> Result<Self, PathError> {
         let path = path.into();
-        let reason = if !path.starts_with('/') {
+        let why = if !path.starts_with('/') {
             Some("must be absolute")
         } else if path.len() > MAX_PATH_LEN {
             Some("too long")
@@ -32,10 +52,10 @@ impl RemotePath {
         } else {
             None
         };
-        match reason {
-            Some(reason) => Err(PathError {
+        match why {
+            Some(why) => Err(PathError {
                 path: clip(&path, 120),
-                reason,
+                why,
             }),
             None => Ok(RemotePath(path)),
         }

@@ -1,11 +1,35 @@
 //! ESC release numbers, compared numerically (`5.10.0.86` is newer than `5.9.1`).
+//!
+//! Owns: [`EscVersion`] and its [`VersionError`]. Imports only the leaf [`crate::esc::text`].
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use crate::esc::error::VersionError;
+use thiserror::Error;
+
+use crate::esc::text::clip;
+
+/// A string that is not an ESC version.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{input:?} is not an ESC version (expected dot-separated numbers such as 5.10.0.86)")]
+pub struct VersionError {
+    input: String,
+}
+
+impl VersionError {
+    fn new(input: &str) -> Self {
+        Self {
+            input: clip(input, 80),
+        }
+    }
+
+    /// A short, stable CamelCase reason: a Kubernetes condition reason and a metric label.
+    pub fn reason(&self) -> &'static str {
+        "InvalidEscVersion"
+    }
+}
 
 /// An ESC version such as `5.10.0.86`: dot-separated numbers, compared component by component as
 /// numbers, missing trailing components counting as zero (`5.9` == `5.9.0`).

@@ -425,24 +425,5 @@ fn record_metrics(cluster: &EscCluster, ctx: &Context, status: &EscClusterStatus
 
 /// A driver error as a condition reason and message.
 pub fn problem(e: &DriverError) -> Problem {
-    Problem::new(reason_of(e), e.to_string())
-}
-
-// TEMPORARY until the esc errors carry reason(): coarse reasons.
-fn reason_of(e: &DriverError) -> &'static str {
-    use crate::esc::{EscadmFailure, SshError};
-    match e {
-        DriverError::Ssh(SshError::HostKey(_)) => "HostKeyRejected",
-        DriverError::Ssh(SshError::ConnectTimeout { .. }) => "ConnectTimeout",
-        DriverError::Ssh(SshError::Connect { .. }) => "ConnectFailed",
-        DriverError::Ssh(SshError::AuthRejected { .. }) => "AuthRejected",
-        DriverError::Ssh(_) => "SshError",
-        DriverError::Escadm {
-            kind: EscadmFailure::InFlightTransactions { .. },
-            ..
-        } => "InFlightTransactions",
-        DriverError::Escadm { .. } => "EscadmFailed",
-        DriverError::Parse { .. } => "UnrecognizedOutput",
-        _ => "DriverError",
-    }
+    Problem::new(e.reason(), e.to_string())
 }

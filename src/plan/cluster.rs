@@ -614,22 +614,26 @@ fn node_statuses(
         .collect()
 }
 
-/// Fail closed: `Running` and `Stopped` need positive evidence — service lines that all agree
-/// and a summary word that says the same. Anything else is `Partial` or `Unknown`.
+/// Fail closed: `Running` and `Stopped` come only from the domain's own positive-evidence
+/// predicates; lines that disagree are `Partial`; anything else is `Unknown`.
 pub fn services_state(status: &NodeStatus) -> ServicesState {
+    if status.is_healthy() {
+        return ServicesState::Running;
+    }
+    if status.all_services_stopped() {
+        return ServicesState::Stopped;
+    }
     let running = status
         .services
         .iter()
         .filter(|s| matches!(s.state, ServiceRunState::Running { .. }))
         .count();
-    let stopped = status.services.len() - running;
-    match (running, stopped, status.health) {
-        (0, 0, _) => ServicesState::Unknown,
-        (_, 0, Health::Healthy) => ServicesState::Running,
-        (0, _, Health::Stopped) => ServicesState::Stopped,
-        (r, s, _) if r > 0 && s > 0 => ServicesState::Partial,
-        (_, 0, Health::Unhealthy) => ServicesState::Partial,
-        _ => ServicesState::Unknown,
+    let some_running = running > 0;
+    let some_stopped = running < status.services.len();
+    if some_running && (some_stopped || status.health == Health::Unhealthy) {
+        ServicesState::Partial
+    } else {
+        ServicesState::Unknown
     }
 }
 

@@ -65,7 +65,7 @@ fn answered_text(name: &str, status: &str, mode: &str) -> NodeProbe {
     NodeProbe {
         name: name.into(),
         result: Ok(NodeAnswer {
-            op_mode: parse_op_mode(&format!("Operation Mode = {mode}\n"))
+            op_mode: parse_op_mode(format!("Operation Mode = {mode}\n"))
                 .map_err(|e| Problem::new("UnrecognizedOutput", e.to_string())),
             status: parse_status(status)
                 .map_err(|e| Problem::new("UnrecognizedOutput", e.to_string())),
@@ -506,7 +506,7 @@ fn an_unknown_mode_blocks_changes_and_is_not_ready() {
         name: "esc-a".into(),
         result: Ok(NodeAnswer {
             op_mode: Err(Problem::new("UnrecognizedOutput", "garbage")),
-            status: parse_status(&status_text("Standalone", true))
+            status: parse_status(status_text("Standalone", true))
                 .map_err(|e| Problem::new("x", e.to_string())),
         }),
     };

@@ -7,5 +7,6 @@
 pub mod certs;
 pub mod cluster;
 pub mod node;
+pub mod operator;
 pub mod process;
 pub mod sshd;

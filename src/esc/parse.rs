@@ -204,10 +204,25 @@ fn is_sentence(line: &str, phrase: &str) -> bool {
     strip_prefix_ci(line, phrase).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
-/// The first `ERROR:` line, if any: output claiming success next to one is not trusted.
+/// The text of an error line, `ERROR:` removed. The error may share its line with a password
+/// prompt: escadm prompts for an scp password without a newline and, on end of input, prints its
+/// error right after it (`Password: ERROR: no password given for admin@10.0.0.5`).
+fn error_text(line: &str) -> Option<&str> {
+    if let Some(rest) = strip_prefix_ci(line, "ERROR:") {
+        return Some(rest);
+    }
+    // ASCII lower-casing keeps byte offsets, so `at` indexes `line` too.
+    let lower = line.to_ascii_lowercase();
+    let at = lower.find("error:")?;
+    lower[..at]
+        .trim_end()
+        .ends_with("password:")
+        .then(|| &line[at + "error:".len()..])
+}
+
+/// The first error line, if any: output claiming success next to one is not trusted.
 fn error_line(text: &OutputText) -> Option<&str> {
-    text.lines()
-        .find(|l| strip_prefix_ci(l, "ERROR:").is_some())
+    text.lines().find(|l| error_text(l).is_some())
 }
 
 /// A path escadm printed: absolute, and clean (no character the cleaning step had to replace,
@@ -616,15 +631,15 @@ pub fn parse_sha256sum(output: impl AsRef<[u8]>) -> Result<Sha256Digest, ParseEr
         .map_err(|_| ParseError::new("sha256sum", "`<64 hex digits>  FILE`", raw))
 }
 
-/// The human message of a failed escadm: its first `ERROR: ` line (prefix removed), otherwise
-/// the quoted stderr, otherwise the quoted stdout.
+/// The human message of a failed escadm: its first `ERROR: ` line (prefix and any password
+/// prompt before it removed), otherwise the quoted stderr, otherwise the quoted stdout.
 pub fn failure_message(stdout: impl AsRef<[u8]>, stderr: impl AsRef<[u8]>) -> String {
     let (stdout, stderr) = (stdout.as_ref(), stderr.as_ref());
     let (out_text, err_text) = (OutputText::new(stdout), OutputText::new(stderr));
     if let Some(msg) = err_text
         .lines()
         .chain(out_text.lines())
-        .find_map(|l| strip_prefix_ci(l, "ERROR:"))
+        .find_map(error_text)
     {
         // A cleaned line, not raw bytes: clipped without a byte count.
         return format!("{:?}", clip(msg.trim(), QUOTE_LIMIT));
@@ -909,6 +924,38 @@ ESC status=0 ESC Master Healthy
             "\"disk full\""
         );
         assert_eq!(failure_message("", "Traceback\n"), "\"Traceback\"");
+    }
+
+    #[test]
+    fn an_error_after_a_password_prompt_is_the_error() {
+        // The prompt has no newline: the error that follows shares its line
+        // (docs/escadm-formats/backup--scp-no-password.txt).
+        assert_eq!(
+            failure_message(
+                "",
+                "Password: ERROR: no password given for admin@10.0.0.5\n"
+            ),
+            "\"no password given for admin@10.0.0.5\""
+        );
+        assert_eq!(
+            failure_message("", "admin@10.0.0.5's password: error: Permission denied\n"),
+            "\"Permission denied\""
+        );
+        // Not after a prompt: the line is not taken apart, the whole stderr is quoted.
+        assert_eq!(
+            failure_message("", "note: ERROR: x\n"),
+            "\"note: ERROR: x\""
+        );
+        // Beside a success claim, such a line makes it untrusted, as a bare `ERROR:` line does.
+        let prompt_error = "Password: ERROR: no password given for admin@10.0.0.5\n";
+        assert!(parse_backup(format!("Backup completed: /tmp/a.tar.bz2\n{prompt_error}")).is_err());
+        assert!(parse_restore(format!("Restore completed.\n{prompt_error}")).is_err());
+        assert!(
+            parse_log_collect(format!(
+                "Log file: /var/tmp/esc_log-1.tar.bz2\n{prompt_error}"
+            ))
+            .is_err()
+        );
     }
 
     #[test]

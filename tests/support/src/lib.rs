@@ -9,3 +9,7 @@ pub mod cluster;
 pub mod node;
 pub mod process;
 pub mod sshd;
+
+/// The reader of `/proc` (processes, mounts) and `free_port`, for the tests too: they reach it
+/// through the test bed and need no dependency of their own.
+pub use host_procs;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
+use esc_testbed::host_procs::is_alive;
 use esc_testbed::process::abort_probe;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -202,20 +203,10 @@ async fn kubectl_is_preconfigured_for_the_cluster() -> Result<()> {
     Ok(())
 }
 
-fn pid_alive(pid: u32) -> bool {
-    // A reaped process has no /proc entry; a zombie would still have one, so check its state.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 fn wait_gone(pids: &[u32], dir: &std::path::Path, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let alive: Vec<u32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| is_alive(p)).collect();
         if alive.is_empty() && !dir.exists() {
             return;
         }
@@ -237,7 +228,7 @@ fn owned_cluster_stops_every_process_on_drop() -> Result<()> {
         4,
         "etcd, apiserver, controller-manager, scheduler"
     );
-    assert!(pids.iter().all(|&p| pid_alive(p)));
+    assert!(pids.iter().all(|&p| is_alive(p)));
     let dir = cluster.dir().to_owned();
     let timings = cluster.timings();
     eprintln!(

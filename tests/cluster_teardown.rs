@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use esc_testbed::cluster::{ClusterOptions, TestCluster};
+use esc_testbed::host_procs;
 use esc_testbed::node::{BRIDGE, NODE_LOCK_PATH, PAUSE_IMAGE, pause_pod};
 use esc_testbed::process::abort_probe;
 use k8s_openapi::api::core::v1::Pod;
@@ -79,41 +80,26 @@ fn host_state() -> BTreeSet<String> {
     state
 }
 
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .map(str::to_owned)
-        .collect()
+/// The mount points at or under `dir`.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    host_procs::mounts_under(dir).expect("read /proc/self/mountinfo")
 }
 
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
+/// Live processes whose arguments mention `dir`, as `pid: arguments`.
 fn processes_mentioning(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(&needle) && pid_alive(pid) {
-                out.push(format!("{pid}: {cmd}"));
-            }
-        }
-    }
-    out
+    let needle = dir.to_string_lossy();
+    host_procs::processes()
+        .expect("read /proc")
+        .into_iter()
+        .filter(|p| p.is_alive())
+        .filter_map(|p| {
+            let args = p.cmdline().ok()?;
+            let line: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+            let line = line.join(" ");
+            line.contains(&*needle)
+                .then(|| format!("{}: {line}", p.pid))
+        })
+        .collect()
 }
 
 /// Processes in the kubelet's kubepods cgroups: the containers.
@@ -235,7 +221,7 @@ fn assert_nothing_left(running: &Running, before: &BTreeSet<String>) {
         .pids
         .iter()
         .copied()
-        .filter(|&p| pid_alive(p))
+        .filter(|&p| host_procs::is_alive(p))
         .collect();
     assert!(alive.is_empty(), "still alive: {alive:?}");
     assert!(

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the project's shell scripts (source it; it defines functions only).
 #
 #   log MSG...        one line on stderr, prefixed with the calling script's LOG_PREFIX
@@ -33,12 +34,12 @@ exit_if_cached() {
   return 0
 }
 
-# Writes OUT, an OCI archive of IMAGE built FROM scratch with buildah: one static BINARY as
+# Writes ARCHIVE, an OCI archive of IMAGE built FROM scratch with buildah: one static BINARY as
 # /NAME and entrypoint, run as USER (uid:gid), plus any `--env K=V` options given after.
 # Buildah's storage is private (vfs, a temp dir) and removed afterwards.
-#   scratch_image_archive IMAGE OUT BINARY USER [buildah config options...]
+#   scratch_image_archive IMAGE ARCHIVE BINARY USER [buildah config options...]
 scratch_image_archive() (
-  local image=$1 out=$2 binary=$3 user=$4
+  local image=$1 archive=$2 binary=$3 user=$4
   shift 4
   local name work ctr
   name=$(basename "$binary")
@@ -52,6 +53,6 @@ scratch_image_archive() (
     --os linux --arch "$(dpkg --print-architecture)" "$@" "$ctr"
   buildah "${storage[@]}" commit --quiet "$ctr" "$image" >/dev/null
   buildah "${storage[@]}" rm "$ctr" >/dev/null
-  buildah "${storage[@]}" push --quiet "$image" "oci-archive:$out.tmp:$image"
-  mv "$out.tmp" "$out"
+  buildah "${storage[@]}" push --quiet "$image" "oci-archive:$archive.tmp:$image"
+  mv "$archive.tmp" "$archive"
 )

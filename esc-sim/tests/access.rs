@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
+use esc_testbed::host_procs;
 use esc_testbed::sshd::{Fill, KeyType, SimSpec, What};
 
 #[test]
@@ -256,15 +257,15 @@ fn dropping_the_simulation_stops_its_daemons_and_removes_its_root() {
     let pids: Vec<u32> = sim.nodes().iter().filter_map(|n| n.sshd_pid()).collect();
     assert_eq!(pids.len(), 2);
     let root = sim.root().to_path_buf();
-    for p in &pids {
-        assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+    for &p in &pids {
+        assert!(host_procs::is_alive(p), "sshd {p} does not run");
     }
     drop(sim);
-    for p in &pids {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+    for &p in &pids {
         assert!(
-            stat.is_empty() || stat.contains(") Z "),
-            "sshd {p} still runs: {stat}"
+            !host_procs::is_alive(p),
+            "sshd {p} still runs: {:?}",
+            host_procs::process(p)
         );
     }
     assert!(!root.exists());
@@ -285,43 +286,40 @@ fn dropping_the_simulation_ends_sessions_and_commands_still_running() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let root = sim.root().to_string_lossy().into_owned();
-    // Live (non-zombie) processes whose environment holds `needle`: (pid, stat).
-    let running = |needle: &str| -> Vec<(String, String)> {
-        std::fs::read_dir("/proc")
+    let root = sim.root().to_owned();
+    // Live (non-zombie) processes whose environment puts them in the simulation: (pid, args).
+    // Matched more loosely than the harness does (anything at or under the root), so that the
+    // test does not share its blind spots.
+    let running = || -> Vec<(u32, Vec<std::ffi::OsString>)> {
+        host_procs::processes()
             .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter(|e| {
-                std::fs::read(e.path().join("environ"))
-                    .is_ok_and(|env| String::from_utf8_lossy(&env).contains(needle))
+            .into_iter()
+            .filter(|p| p.is_alive())
+            .filter(|p| {
+                p.environ().is_ok_and(|env| {
+                    env.get("ESC_SIM_ROOT")
+                        .is_some_and(|v| std::path::Path::new(v).starts_with(&root))
+                })
             })
-            .map(|e| {
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                let stat = format!("{stat} cmdline={}", String::from_utf8_lossy(&cmdline));
-                (e.file_name().to_string_lossy().into_owned(), stat)
-            })
-            .filter(|(_, stat)| !stat.is_empty() && !stat.contains(") Z "))
+            .map(|p| (p.pid, p.cmdline().unwrap_or_default()))
             .collect()
     };
-    let needle = format!("ESC_SIM_ROOT={root}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // Wait until escadm itself runs (hung), not just the session's shell.
-    while !running(&needle)
+    while !running()
         .iter()
-        .any(|(_, stat)| stat.contains("cmdline=escadm"))
+        .any(|(_, args)| args.first().is_some_and(|a| a == "escadm"))
     {
         assert!(
             std::time::Instant::now() < deadline,
             "escadm never started: {:?}",
-            running(&needle)
+            running()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     drop(sim);
     // The hung escadm and its sshd session are gone; the client sees the connection end.
-    let left = running(&needle);
+    let left = running();
     assert!(
         left.is_empty(),
         "processes of the dropped simulation still run: {left:?}"
@@ -401,7 +399,7 @@ fn esc_sim_up_serves_an_ha_pair_until_sigterm() {
     up.stop(std::time::Duration::from_secs(10));
     for p in pids {
         assert!(
-            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            host_procs::process(p).is_none(),
             "sshd {p} survived esc-sim up"
         );
     }

@@ -72,7 +72,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-  (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
+  # Best effort: the `go build` below names whatever tidy could not resolve.
+  (cd "$mod" && { go mod tidy -e >/dev/null 2>&1 || true; })
   # Version ldflags are required: without them kube-apiserver panics in PodSecurity admission.
   local pkg=k8s.io/component-base/version
   local ld="-s -w -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitTreeState=clean"
@@ -103,7 +104,8 @@ build_etcd() {
       | awk -v v="$ETCD_VERSION" '{print "replace " $1 " => " $1 " " v}'
   } > "$mod/go.mod"
   printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > "$mod/tools.go"
-  (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
+  # Best effort: the `go build` below names whatever tidy could not resolve.
+  (cd "$mod" && { go mod tidy -e >/dev/null 2>&1 || true; })
   (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$bin_dir/etcd" go.etcd.io/etcd/server/v3)
 }
 

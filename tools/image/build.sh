@@ -38,7 +38,7 @@ mkdir -p "$img_cache"
 BASE_PACKAGES=(libc6 libgcc-s1 ca-certificates tzdata)
 
 LOG_PREFIX="image-build"
-# shellcheck source=tools/lib.sh
+# shellcheck source=../lib.sh
 . "$here/../lib.sh"
 die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }

@@ -14,7 +14,7 @@ repo=$(cd "$here/../.." && pwd)
 max_mib=${ESC_IMAGE_MAX_MIB:-100}
 
 LOG_PREFIX="image-check"
-# shellcheck source=tools/lib.sh
+# shellcheck source=../lib.sh
 . "$here/../lib.sh"
 need_apt jq
 

@@ -10,3 +10,7 @@ pub mod node;
 pub mod operator;
 pub mod process;
 pub mod sshd;
+
+/// The reader of `/proc` (processes, mounts) and `free_port`, for the tests too: they reach it
+/// through the test bed and need no dependency of their own.
+pub use host_procs;

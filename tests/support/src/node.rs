@@ -17,19 +17,21 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use host_procs::{cmdline, free_port, resident_bytes};
 use k8s_openapi::api::core::v1::{Node as NodeObject, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::certs::Pki;
-use crate::cluster::{all_pids, group_rss, log_tail, record_pgid, rss_of, run_tool};
-use crate::process::{ProcessGroup, free_port};
+use crate::cluster::{record_pgid, run_tool};
+use crate::process::{ProcessGroup, group_resident_bytes, log_tail};
 
 /// The node's name; the API server reaches its kubelet through this `Hostname` address.
 pub const NODE_NAME: &str = "localhost";
@@ -311,12 +313,12 @@ impl Node {
     pub(crate) fn resident_memory(&self) -> Vec<(String, u64)> {
         let mut out = Vec::new();
         for p in [&self.containerd, &self.kubelet].into_iter().flatten() {
-            out.push((p.name().to_owned(), group_rss(p.pid())));
+            out.push((p.name().to_owned(), group_resident_bytes(p.pid())));
         }
         let shims = self.shim_pids();
-        let shim_rss: u64 = shims.iter().map(|&p| rss_of(p)).sum();
+        let shim_rss: u64 = shims.iter().filter_map(|&p| resident_bytes(p)).sum();
         out.push(("containerd-shims".into(), shim_rss));
-        let containers: u64 = kubepods_pids().into_iter().map(rss_of).sum();
+        let containers: u64 = kubepods_pids().into_iter().filter_map(resident_bytes).sum();
         out.push(("containers".into(), containers));
         out
     }
@@ -331,20 +333,24 @@ impl Node {
         pids
     }
 
-    /// The containerd shims of this node (each in a session of its own).
+    /// The containerd shims of this node (each in a session of its own): the shim programs
+    /// started with `-address <this node's containerd socket>`.
     pub fn shim_pids(&self) -> Vec<u32> {
-        let needle = format!("-address\0{}\0", self.socket.display());
-        all_pids()
+        let socket = self.socket.as_os_str();
+        host_procs::processes()
+            .unwrap_or_default()
             .into_iter()
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| {
-                        String::from_utf8_lossy(&c).contains(&needle)
-                            && c.starts_with(b"/")
-                            && String::from_utf8_lossy(&c).contains("containerd-shim")
-                    })
-                    .unwrap_or(false)
+            .filter(|p| {
+                cmdline(p.pid).is_ok_and(|args| {
+                    args.first().is_some_and(|program| {
+                        program.as_bytes().starts_with(b"/")
+                            && program.to_string_lossy().contains("containerd-shim")
+                    }) && args
+                        .windows(2)
+                        .any(|w| w[0] == "-address" && w[1] == socket)
+                })
             })
+            .map(|p| p.pid)
             .collect()
     }
 

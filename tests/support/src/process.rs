@@ -194,11 +194,25 @@ fn inherit_as_fd3(fd: std::os::fd::RawFd) -> i32 {
     }
 }
 
-/// A free TCP port on `addr`, found by binding port 0. Racy by nature; the harness retries a
-/// start that fails with "address in use".
-pub fn free_port(addr: std::net::IpAddr) -> Result<u16> {
-    let listener = std::net::TcpListener::bind((addr, 0)).context("bind a free port")?;
-    Ok(listener.local_addr()?.port())
+/// Resident memory (bytes) of every process in process group `pgid` (a [`ProcessGroup`] and
+/// the children that stayed in it).
+pub(crate) fn group_resident_bytes(pgid: u32) -> u64 {
+    host_procs::processes()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.pgid == pgid)
+        .filter_map(|p| host_procs::resident_bytes(p.pid))
+        .sum()
+}
+
+/// The last `n` lines of a process's log file, for an error that says why it exited.
+pub(crate) fn log_tail(path: &Path, n: usize) -> String {
+    let Ok(text) = std::fs::read(path) else {
+        return String::from("(no log)");
+    };
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// For tests that prove cleanup after an abort: the test runs an `#[ignore]`d helper test of its

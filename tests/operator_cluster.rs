@@ -44,6 +44,7 @@ impl Fixture {
         cluster.install_crds(&esc_operator::api::crds()).await?;
         let ns = cluster.namespace(prefix).await?;
         let sim = SimEsc::start(spec)?;
+        sim.share_first_client_key()?;
         let dir = tempfile::tempdir()?;
         let kubeconfig =
             operator_identity(cluster, ns.name(), "esc-operator", &[ns.name()], dir.path()).await?;

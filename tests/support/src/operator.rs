@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::{TestCluster, repo_root};
-use crate::process::{ProcessGroup, free_port};
+use crate::process::ProcessGroup;
 
 /// The ClusterRoles of `manifests/rbac/operator.yaml`.
 pub fn rbac_cluster_roles() -> Result<Vec<ClusterRole>> {
@@ -149,7 +149,7 @@ impl Operator {
         args: &[&str],
         dir: &Path,
     ) -> Result<Operator> {
-        let port = free_port("127.0.0.1".parse()?)?;
+        let port = host_procs::free_port(std::net::Ipv4Addr::LOCALHOST)?;
         let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log = dir.join(format!("{name}.log"));
         let mut cmd = std::process::Command::new(binary);

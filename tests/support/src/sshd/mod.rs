@@ -158,6 +158,27 @@ impl SimEsc {
             .unwrap_or_else(|| panic!("no simulated node {name}"))
     }
 
+    /// Authorizes the first node's default client key on every node, as a real HA pair whose
+    /// admin account has one key: an EscCluster names one credentials Secret for all its nodes.
+    pub fn share_first_client_key(&self) -> Result<()> {
+        let first = &self.nodes()[0];
+        let public = first.client_keys()[0].public_key.trim().to_owned();
+        for node in &self.nodes()[1..] {
+            let ssh_dir = node
+                .private_key_path()
+                .parent()
+                .ok_or_else(|| anyhow::anyhow!("client key of {} has no folder", node.name()))?;
+            let path = ssh_dir.join("authorized_keys");
+            let mut keys = std::fs::read_to_string(&path)?;
+            if !keys.lines().any(|l| l.trim() == public) {
+                keys.push_str(&public);
+                keys.push('\n');
+                std::fs::write(&path, keys)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The node whose current role (from its state) is `role`; for HA: MASTER or BACKUP.
     pub fn node_with_role(&self, role: Role) -> Result<&SimNode> {
         for n in &self.nodes {

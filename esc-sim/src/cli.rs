@@ -436,7 +436,7 @@ fn up(
         };
         let p = match port {
             Some(p) => p,
-            None => provision::free_port(addr)?,
+            None => host_procs::free_port(addr)?,
         };
         let mut info = provision::create_node(
             &root,
@@ -458,7 +458,7 @@ fn up(
             .with_context(|| format!("see {}", info.sshd_log.display()))?;
         daemons.push(d);
         if northbound {
-            let nb_port = provision::free_port(addr)?;
+            let nb_port = host_procs::free_port(addr)?;
             let listen = SocketAddr::from((addr, nb_port));
             let mut c = Command::new(&exe);
             c.arg("--root")

@@ -1022,13 +1022,13 @@ fn drop_connection(root: &SimRoot, node: &str) -> ! {
             under_listener = true;
             break;
         }
-        let Some((comm, ppid)) = proc_stat(pid) else {
+        let Some(process) = host_procs::process(pid as u32) else {
             break;
         };
-        if comm.starts_with("sshd") {
+        if process.comm.starts_with("sshd") {
             victims.push(pid);
         }
-        pid = ppid;
+        pid = process.ppid as i32;
     }
     // Only sessions of this node's own sshd: never an sshd this escadm merely runs under
     // (`esc-sim run` from a developer's ssh login, say).
@@ -1042,17 +1042,6 @@ fn drop_connection(root: &SimRoot, node: &str) -> ! {
         );
     }
     std::process::exit(255)
-}
-
-/// (comm, ppid) of a process.
-fn proc_stat(pid: i32) -> Option<(String, i32)> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = s.find('(')?;
-    let close = s.rfind(')')?;
-    let comm = s[open + 1..close].to_owned();
-    let rest: Vec<&str> = s[close + 1..].split_whitespace().collect();
-    let ppid = rest.get(1)?.parse().ok()?;
-    Some((comm, ppid))
 }
 
 #[cfg(test)]

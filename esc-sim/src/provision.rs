@@ -124,12 +124,6 @@ pub fn loopback_address(n: u32) -> Ipv4Addr {
     Ipv4Addr::new(127, a, b, c)
 }
 
-/// A free port on `addr` (bind port 0). Racy; callers retry on "address in use".
-pub fn free_port(addr: Ipv4Addr) -> Result<u16> {
-    let l = std::net::TcpListener::bind((addr, 0)).context("bind a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
 /// Prepares a sim root: the directory (world-traversable) and the simulator binary.
 pub fn init_root(root: &SimRoot, esc_sim_bin: &Path) -> Result<PathBuf> {
     store::mkdir_shared(root.path())?;

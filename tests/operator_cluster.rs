@@ -40,6 +40,11 @@ struct Fixture {
 
 impl Fixture {
     async fn start(prefix: &str, spec: SimSpec) -> Result<Fixture> {
+        Fixture::start_with(prefix, spec, &[]).await
+    }
+
+    /// With `extra` flags for the first operator.
+    async fn start_with(prefix: &str, spec: SimSpec, extra: &[&str]) -> Result<Fixture> {
         let cluster = cluster();
         cluster.install_crds(&esc_operator::api::crds()).await?;
         let ns = cluster.namespace(prefix).await?;
@@ -49,7 +54,10 @@ impl Fixture {
         let kubeconfig =
             operator_identity(cluster, ns.name(), "esc-operator", &[ns.name()], dir.path()).await?;
         create_secrets(&ns, &sim).await?;
-        let mut operator = start_operator(&kubeconfig, ns.name(), "op-1", dir.path())?;
+        // The first operator of every test logs JSON lines; the ones a test starts later, text.
+        let mut args = vec!["--log-format=json"];
+        args.extend_from_slice(extra);
+        let mut operator = start_operator_with(&kubeconfig, ns.name(), "op-1", dir.path(), &args)?;
         operator.wait_ready(Duration::from_secs(60)).await?;
         Ok(Fixture {
             ns,
@@ -139,18 +147,26 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 fn start_operator(kubeconfig: &Path, ns: &str, name: &str, dir: &Path) -> Result<Operator> {
-    Operator::start(
-        Path::new(BIN),
-        kubeconfig,
-        name,
-        &[
-            &format!("--namespaces={ns}"),
-            &format!("--lease-namespace={ns}"),
-            "--lease-duration=6s",
-            "--log-level=info,esc_operator=debug",
-        ],
-        dir,
-    )
+    start_operator_with(kubeconfig, ns, name, dir, &[])
+}
+
+fn start_operator_with(
+    kubeconfig: &Path,
+    ns: &str,
+    name: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<Operator> {
+    let namespaces = format!("--namespaces={ns}");
+    let lease = format!("--lease-namespace={ns}");
+    let mut args = vec![
+        namespaces.as_str(),
+        lease.as_str(),
+        "--lease-duration=6s",
+        "--log-level=info,esc_operator=debug",
+    ];
+    args.extend_from_slice(extra);
+    Operator::start(Path::new(BIN), kubeconfig, name, &args, dir)
 }
 
 fn secret(name: &str, data: BTreeMap<String, ByteString>) -> Secret {
@@ -284,6 +300,29 @@ async fn ha_and_standalone_status_converge_with_roles_versions_and_metrics() -> 
         "{body}"
     );
     assert_eq!(f.operator.get("/healthz").await?.0, 200);
+
+    // JSON logs: every line parses; a reconcile's lines name the object; no secret anywhere.
+    let log = f.operator.log();
+    let key = f.sim.nodes()[0].private_key_pem()?;
+    let key_line = key.lines().nth(1).context("a key body line")?;
+    assert!(!log.contains(key_line), "the private key reached the log");
+    let mut reconcile_lines = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+        if let Some(span) = v
+            .get("span")
+            .filter(|s| s.get("name").and_then(|n| n.as_str()) == Some("reconcile"))
+        {
+            assert_eq!(span["namespace"], f.ns.name(), "{line}");
+            assert!(
+                span["object"] == "pair" || span["object"] == "single",
+                "{line}"
+            );
+            reconcile_lines += 1;
+        }
+    }
+    assert!(reconcile_lines > 0, "no reconcile lines in:\n{log}");
 
     // A spec change is probed at once and observed.
     let before = Instant::now();
@@ -710,6 +749,57 @@ async fn deleting_a_cluster_in_maintenance_returns_esc_to_operation_first() -> R
         sets.last().map(|s| s.1.as_str()),
         Some("--mode=operation"),
         "{sets:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_unreachable_cluster_in_maintenance_lets_go_after_the_timeout() -> Result<()> {
+    let f =
+        Fixture::start_with("op-letgo", SimSpec::standalone(), &["--release-timeout=8s"]).await?;
+    f.create("single", |_| {}).await?;
+    f.wait_for("single", "Ready", CONVERGE, ready).await?;
+    f.annotate("single", Some("true")).await?;
+    f.wait_for("single", "in maintenance", CONVERGE, |s| {
+        is(s, "Maintenance", "True")
+    })
+    .await?;
+    f.sim.node("esc").power_off()?;
+    let deleted = Instant::now();
+    f.api().delete("single", &DeleteParams::default()).await?;
+    // Held while ESC cannot be told: the object stays, and status says why.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        f.api().get_opt("single").await?.is_some(),
+        "the finalizer holds while ESC is unreachable"
+    );
+    let deadline = Instant::now() + CONVERGE;
+    while f.api().get_opt("single").await?.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "never let go:\n{}",
+            tail(&f.operator.log(), 30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        deleted.elapsed() >= Duration::from_secs(8),
+        "let go before the timeout: {:?}",
+        deleted.elapsed()
+    );
+    let events = events_of(f.ns.name(), "single").await?;
+    let warning = events
+        .iter()
+        .find(|(t, r, _)| t == "Warning" && r == "ReleaseTimedOut")
+        .with_context(|| format!("{events:?}"))?;
+    assert!(
+        warning.2.contains("op_mode set --mode=operation"),
+        "{warning:?}"
+    );
+    assert_eq!(
+        f.sim.node("esc").state()?.mode,
+        Mode::Maintenance,
+        "ESC was never told"
     );
     Ok(())
 }

@@ -71,8 +71,9 @@ pub async fn reconcile(
     let started = Instant::now();
     let namespace = guarded.namespace().unwrap_or_default();
     let name = guarded.name_any();
+    // `object`, not `name`: JSON logs carry the span's own name under "name".
     let span =
-        info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, name = %name);
+        info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
     let result = async {
         let cluster = match &guarded.0 {
             Ok(cluster) => Arc::new(cluster.clone()),

@@ -41,8 +41,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub ssh: SshPool,
     pub options: ControllerOptions,
-    /// Failures in a row per object, for exponential backoff of that object alone.
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: Backoff,
 }
 
 impl Context {
@@ -62,25 +61,20 @@ impl Context {
             client,
             metrics,
             options,
-            failures: Mutex::default(),
+            backoff: Backoff::default(),
         }
     }
 
-    /// Records one more failure of `object` and returns how long to wait before retrying it:
-    /// 1 s, 2 s, 4 s … capped at `cap`, with ±20 % jitter so objects failing together spread out.
+    /// Records one more failure of `object` and returns how long to wait before retrying it.
     pub fn backoff<K: Resource<DynamicType = ()>>(&self, object: &K, cap: Duration) -> Duration {
-        let key = ObjectRef::from_obj(object).to_string();
-        let mut failures = self.failures.lock().expect("backoff lock");
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        let base = Duration::from_secs(1u64 << (*n - 1).min(16));
-        jitter(base.min(cap), 0.2)
+        self.backoff
+            .failed(&ObjectRef::from_obj(object).to_string(), cap)
     }
 
     /// Forgets the failures of `object` (it succeeded).
     pub fn reset_backoff<K: Resource<DynamicType = ()>>(&self, object: &K) {
-        let key = ObjectRef::from_obj(object).to_string();
-        self.failures.lock().expect("backoff lock").remove(&key);
+        self.backoff
+            .succeeded(&ObjectRef::from_obj(object).to_string());
     }
 
     /// Publishes an Event on `object`. A failure to publish is logged, never fatal: Events are
@@ -110,8 +104,63 @@ impl Context {
     }
 }
 
+/// Failures in a row per object, for an exponential backoff of that object alone: one broken
+/// EscCluster never delays the others, and a fixed one is probed at its normal pace again.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// One more failure of `key`: 1 s, 2 s, 4 s … capped at `cap`, ±20 % jitter so that objects
+    /// failing together spread out.
+    pub fn failed(&self, key: &str, cap: Duration) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_secs(1u64 << (*n - 1).min(16));
+        jitter(base.min(cap), 0.2)
+    }
+
+    /// `key` succeeded: its next failure starts from 1 s again.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+}
+
 /// `d` scaled by a random factor in [1 - spread, 1 + spread].
 pub fn jitter(d: Duration, spread: f64) -> Duration {
     let factor = 1.0 + spread * (rand::random::<f64>() * 2.0 - 1.0);
     d.mul_f64(factor.max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn within(d: Duration, secs: f64) -> bool {
+        let s = d.as_secs_f64();
+        s >= secs * 0.8 - 1e-9 && s <= secs * 1.2 + 1e-9
+    }
+
+    #[test]
+    fn backoff_doubles_per_object_caps_and_resets() {
+        let b = Backoff::default();
+        let cap = Duration::from_secs(10);
+        assert!(within(b.failed("a", cap), 1.0));
+        assert!(within(b.failed("a", cap), 2.0));
+        assert!(within(b.failed("a", cap), 4.0));
+        // Another object is not slowed down by the first one's failures.
+        assert!(within(b.failed("b", cap), 1.0));
+        assert!(within(b.failed("a", cap), 8.0));
+        assert!(within(b.failed("a", cap), 10.0), "capped");
+        for _ in 0..100 {
+            assert!(
+                b.failed("a", cap) <= Duration::from_secs(12),
+                "no overflow, still capped"
+            );
+        }
+        b.succeeded("a");
+        assert!(within(b.failed("a", cap), 1.0), "reset after a success");
+    }
 }

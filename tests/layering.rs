@@ -202,3 +202,107 @@ fn a_planted_violation_is_caught() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("src/plan/bad.rs:2"), "{found:?}");
 }
+
+/// `module → modules it names as crate::X`, for the top-level modules of the crate in `src`.
+fn module_graph(
+    src: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for file in rust_files(src) {
+        let rel = file.strip_prefix(src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .into_owned();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let edges = graph.entry(module.clone()).or_default();
+        for (_, line) in code_lines(&text) {
+            for (at, _) in line.match_indices("crate::") {
+                let target: String = line[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !target.is_empty() && target != module {
+                    edges.insert(target);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, if there is one, as the path that closes it.
+fn find_cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == node) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = Default::default();
+    graph
+        .keys()
+        .find_map(|k| visit(k, graph, &mut Vec::new(), &mut done))
+}
+
+/// No import circle between the top-level modules of the operator or of the simulator (the
+/// simulator's model renders nothing; its formats module renders the model).
+#[test]
+fn no_import_circle_between_modules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for src in ["src", "esc-sim/src"] {
+        let graph = module_graph(&root.join(src));
+        assert!(graph.len() > 3, "{src}: read too little: {graph:?}");
+        if let Some(cycle) = find_cycle(&graph) {
+            panic!("{src}: import circle {}", cycle.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn a_planted_circle_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.rs"), "use crate::formats::x;\n").unwrap();
+    std::fs::write(dir.path().join("formats.rs"), "use crate::model::Mode;\n").unwrap();
+    std::fs::write(
+        dir.path().join("store.rs"),
+        "// crate::model in a comment\n",
+    )
+    .unwrap();
+    let graph = module_graph(dir.path());
+    let cycle = find_cycle(&graph).expect("a cycle");
+    assert_eq!(cycle.first(), cycle.last());
+    assert!(
+        cycle.contains(&"model".to_owned()) && cycle.contains(&"formats".to_owned()),
+        "{cycle:?}"
+    );
+    assert!(graph["store"].is_empty(), "comments are not imports");
+}

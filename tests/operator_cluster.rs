@@ -805,6 +805,42 @@ async fn deleting_an_unreachable_cluster_in_maintenance_lets_go_after_the_timeou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_node_is_reused_then_closed_when_idle() -> Result<()> {
+    let f = Fixture::start_with("op-pool", SimSpec::ha(), &["--ssh-idle-timeout=6s"]).await?;
+    f.create("pair", |_| {}).await?;
+    f.wait_for("pair", "Ready", CONVERGE, ready).await?;
+    // Several probes (every 5 s) over the same two connections.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        f.operator.metric("esc_operator_ssh_connections").await?,
+        Some(2.0)
+    );
+    assert_eq!(
+        f.operator.metric("esc_operator_ssh_connects_total").await?,
+        Some(2.0),
+        "reused, not reopened"
+    );
+    // Probes far apart: the connections close in between.
+    f.api()
+        .patch(
+            "pair",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"spec": {"probeInterval": "1h"}})),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f.operator.metric("esc_operator_ssh_connections").await? != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "idle connections never closed:\n{}",
+            tail(&f.operator.log(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_denies_secrets_outside_the_watched_namespace() -> Result<()> {
     let f = Fixture::start("op-rbac", SimSpec::standalone()).await?;
     let other = cluster().namespace("op-rbac-other").await?;

@@ -135,7 +135,10 @@ pub async fn run(
     let reaper = {
         let ctx = ctx.clone();
         async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            // Often enough that a connection never outlives its idle timeout by much.
+            let every = (ctx.options.ssh_idle_timeout / 2)
+                .clamp(Duration::from_secs(1), Duration::from_secs(15));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let closed = ctx.ssh.close_idle();

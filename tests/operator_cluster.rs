@@ -81,6 +81,27 @@ impl Fixture {
         Ok(())
     }
 
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> Result<()> {
+        self.api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "spec": spec })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The note of the Event of `type_` and `reason` on `name`; fails when there is none.
+    async fn expect_event(&self, name: &str, type_: &str, reason: &str) -> Result<String> {
+        let events = events_of(self.ns.name(), name).await?;
+        events
+            .iter()
+            .find(|(t, r, _)| t == type_ && r == reason)
+            .map(|(_, _, note)| note.clone())
+            .with_context(|| format!("no {type_} Event {reason} on {name}: {events:?}"))
+    }
+
     async fn annotate(&self, name: &str, value: Option<&str>) -> Result<()> {
         let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION: value}}});
         self.api()
@@ -326,12 +347,7 @@ async fn ha_and_standalone_status_converge_with_roles_versions_and_metrics() -> 
 
     // A spec change is probed at once and observed.
     let before = Instant::now();
-    f.api()
-        .patch(
-            "pair",
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({"spec": {"probeInterval": "1h"}})),
-        )
+    f.patch_spec("pair", serde_json::json!({"probeInterval": "1h"}))
         .await?;
     let generation = f.api().get("pair").await?.metadata.generation;
     f.wait_for("pair", "observing the new generation", CONVERGE, |s| {
@@ -454,13 +470,8 @@ async fn in_flight_transactions_refuse_then_drain_and_maintenance_follows() -> R
         )
         .await?;
     assert!(!ready(&s));
-    let events = events_of(f.ns.name(), "single").await?;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "InFlightTransactions"),
-        "{events:?}"
-    );
+    f.expect_event("single", "Warning", "InFlightTransactions")
+        .await?;
     let s = f
         .wait_for("single", "in maintenance after the drain", CONVERGE, |s| {
             is(s, "Maintenance", "True")
@@ -495,13 +506,8 @@ async fn max_duration_returns_to_operation_and_says_so() -> Result<()> {
         .await?;
     assert_eq!(s.op_mode, Some(OpMode::Operation));
     assert_eq!(s.expired_holders.len(), 1);
-    let events = events_of(f.ns.name(), "single").await?;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "MaxDurationExceeded"),
-        "{events:?}"
-    );
+    f.expect_event("single", "Warning", "MaxDurationExceeded")
+        .await?;
     // The annotation is still set: no second window.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(f.mode_sets()?.len(), 2, "{:?}", f.mode_sets()?);
@@ -524,13 +530,8 @@ async fn maintenance_set_by_hand_is_reported_not_undone() -> Result<()> {
         })
         .await?;
     assert_eq!(s.op_mode, Some(OpMode::Maintenance));
-    let events = events_of(f.ns.name(), "pair").await?;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "ManualMaintenance"),
-        "{events:?}"
-    );
+    f.expect_event("pair", "Warning", "ManualMaintenance")
+        .await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(f.mode_sets()?.len(), 1, "only the person's own op_mode set");
     Ok(())
@@ -619,21 +620,11 @@ async fn a_wrong_host_key_names_the_fingerprint_and_a_fixed_secret_reconciles_at
     let (_, reason, message) = condition(&s, "Reachable").unwrap();
     assert_eq!(reason, "HostKeyMismatch");
     assert!(message.contains("SHA256:"), "{message}");
-    let events = events_of(f.ns.name(), "single").await?;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "HostKeyMismatch"),
-        "{events:?}"
-    );
+    f.expect_event("single", "Warning", "HostKeyMismatch")
+        .await?;
 
     // Fixing the Secret reconciles at once, not at the next probe.
-    f.api()
-        .patch(
-            "single",
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({"spec": {"probeInterval": "1h"}})),
-        )
+    f.patch_spec("single", serde_json::json!({"probeInterval": "1h"}))
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fixed = Instant::now();
@@ -673,13 +664,8 @@ async fn a_missing_secret_is_a_condition_and_an_event_naming_it() -> Result<()> 
         message.contains(&format!("{}/absent", f.ns.name())),
         "{message}"
     );
-    let events = events_of(f.ns.name(), "single").await?;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "SecretNotFound"),
-        "{events:?}"
-    );
+    f.expect_event("single", "Warning", "SecretNotFound")
+        .await?;
     Ok(())
 }
 
@@ -787,15 +773,10 @@ async fn deleting_an_unreachable_cluster_in_maintenance_lets_go_after_the_timeou
         "let go before the timeout: {:?}",
         deleted.elapsed()
     );
-    let events = events_of(f.ns.name(), "single").await?;
-    let warning = events
-        .iter()
-        .find(|(t, r, _)| t == "Warning" && r == "ReleaseTimedOut")
-        .with_context(|| format!("{events:?}"))?;
-    assert!(
-        warning.2.contains("op_mode set --mode=operation"),
-        "{warning:?}"
-    );
+    let note = f
+        .expect_event("single", "Warning", "ReleaseTimedOut")
+        .await?;
+    assert!(note.contains("op_mode set --mode=operation"), "{note}");
     assert_eq!(
         f.sim.node("esc").state()?.mode,
         Mode::Maintenance,
@@ -821,12 +802,7 @@ async fn one_connection_per_node_is_reused_then_closed_when_idle() -> Result<()>
         "reused, not reopened"
     );
     // Probes far apart: the connections close in between.
-    f.api()
-        .patch(
-            "pair",
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({"spec": {"probeInterval": "1h"}})),
-        )
+    f.patch_spec("pair", serde_json::json!({"probeInterval": "1h"}))
         .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while f.operator.metric("esc_operator_ssh_connections").await? != Some(0.0) {

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cluster;
 pub mod node;
 pub mod operator;
+pub mod operator_image;
 pub mod process;
 pub mod sshd;
 

@@ -65,6 +65,8 @@ impl TestCluster {
 
         // kube-apiserver
         self.api_port = free_port(lo)?;
+        let audit_policy = dir.join("audit-policy.yaml");
+        std::fs::write(&audit_policy, super::audit::POLICY)?;
         let mut apiserver = Command::new(bin.join("kube-apiserver"));
         apiserver.args([
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
@@ -90,6 +92,10 @@ impl TestCluster {
             // never through the node's InternalIP.
             "--kubelet-preferred-address-types=Hostname".into(),
             "--profiling=false".into(),
+            // Every write, who made it and when (see `audit`): tests read it back.
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", self.audit_log_path().display()),
+            "--audit-log-format=json".into(),
         ]);
         self.spawn("kube-apiserver", apiserver, &logs)?;
 

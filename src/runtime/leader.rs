@@ -1,7 +1,9 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease (kube-lease-manager): only the holder
 //! reconciles and writes. The holder renews before the lease expires; a standby takes the lease
-//! once it expires (at most `lease_duration` after the holder died); SIGTERM releases it at once
-//! so a rollout hands over without waiting.
+//! once it expires (at most `lease_duration` after the holder died). SIGTERM releases it: a
+//! process that starts afterwards (a rollout's new pod) takes it at once; a standby that was
+//! already waiting does not watch the Lease and takes it at its next look, within
+//! `lease_duration` (kube-lease-manager sleeps until the expiry it last saw).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! The dependency direction holds: `cli → runtime → controller → plan → {api, esc}`, and
-//! nothing imports `cli`. Read from the source text, so it fails the moment a file reaches the
+//! The dependency direction holds: `cli → runtime → controller → plan → {api, esc}` and
+//! `mover → {api, esc}`, and nothing imports `cli`. Read from the source text, so it fails the moment a file reaches the
 //! wrong way (a `use` line or an inline path), without waiting for a design review.
 
 use std::path::{Path, PathBuf};
@@ -67,6 +67,22 @@ const RULES: &[Rule] = &[
             "axum",
         ],
         why: "decisions are pure: the caller passes `now` and every observation",
+    },
+    Rule {
+        layer: "mover",
+        forbidden: &[
+            "crate::controller",
+            "crate::plan",
+            "crate::runtime",
+            "crate::cli",
+            "kube::Client",
+            "kube::Api",
+            "kube::api",
+            "kube::runtime",
+            "prometheus_client",
+            "axum",
+        ],
+        why: "the mover runs in a Job on the ESC domain's types: no controller, no API client",
     },
     Rule {
         layer: "controller",

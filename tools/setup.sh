@@ -8,6 +8,7 @@
 #   2. the Kubernetes parts, cached by version  (tools/cluster/build.sh: etcd, kube-apiserver,
 #      kube-controller-manager, kube-scheduler, kubelet, kubectl, containerd, runc, pause image)
 #   3. the operator image as an OCI archive     (tools/image/build.sh: release binary, buildah)
+#   4. the S3 servers, cached by version        (tools/s3/build.sh: minio, versitygw)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -21,3 +22,4 @@ timed() {
 timed "$here/sshd/setup.sh"
 timed "$here/cluster/build.sh" all >/dev/null
 timed "$here/image/build.sh" >/dev/null
+timed "$here/s3/build.sh" >/dev/null

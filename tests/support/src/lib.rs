@@ -10,6 +10,7 @@ pub mod node;
 pub mod operator;
 pub mod operator_image;
 pub mod process;
+pub mod s3;
 pub mod sshd;
 
 /// The reader of `/proc` (processes, mounts) and `free_port`, for the tests too: they reach it

@@ -5,21 +5,21 @@
 //! Every operator here runs as a child process with a ServiceAccount token bound to
 //! `manifests/rbac/operator.yaml` — RBAC is real — and watches only its test's namespace.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use esc_operator::api::{
-    EscCluster, EscClusterSpec, EscClusterStatus, EscNodeSpec, LocalObjectRef, MaintenanceSpec,
-    NodeRole, OpMode, SshSpec, Topology,
-};
+use anyhow::{Context, Result};
+use esc_operator::api::{EscCluster, EscClusterSpec, EscClusterStatus, NodeRole, OpMode};
 use esc_testbed::cluster::{TestCluster, TestNamespace};
+
+mod esc_fixture;
+use esc_fixture::{
+    SshSecrets, cluster_spec, condition, create_ssh_secrets, is, ready, tail, wait_for,
+};
 use esc_testbed::operator::{Operator, operator_identity};
 use esc_testbed::sshd::{FaultKind, Mode, Role, SimEsc, SimSpec, What};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 const BIN: &str = env!("CARGO_BIN_EXE_esc-operator");
 const ANNOTATION: &str = "escoperator.dev/maintenance";
@@ -33,6 +33,7 @@ fn cluster() -> &'static TestCluster {
 struct Fixture {
     ns: TestNamespace,
     sim: SimEsc,
+    secrets: SshSecrets,
     operator: Operator,
     kubeconfig: std::path::PathBuf,
     dir: tempfile::TempDir,
@@ -53,7 +54,7 @@ impl Fixture {
         let dir = tempfile::tempdir()?;
         let kubeconfig =
             operator_identity(cluster, ns.name(), "esc-operator", &[ns.name()], dir.path()).await?;
-        create_secrets(&ns, &sim).await?;
+        let secrets = create_ssh_secrets(&cluster.client(), ns.name(), "esc", &sim).await?;
         // The first operator of every test logs JSON lines; the ones a test starts later, text.
         let mut args = vec!["--log-format=json"];
         args.extend_from_slice(extra);
@@ -62,6 +63,7 @@ impl Fixture {
         Ok(Fixture {
             ns,
             sim,
+            secrets,
             operator,
             kubeconfig,
             dir,
@@ -73,7 +75,7 @@ impl Fixture {
     }
 
     async fn create(&self, name: &str, tune: impl FnOnce(&mut EscClusterSpec)) -> Result<()> {
-        let mut spec = cluster_spec(&self.sim);
+        let mut spec = cluster_spec(&self.sim, &self.secrets);
         tune(&mut spec);
         self.api()
             .create(&PostParams::default(), &EscCluster::new(name, spec))
@@ -110,7 +112,7 @@ impl Fixture {
         Ok(())
     }
 
-    /// Polls the EscCluster until `pred` holds on its status.
+    /// Polls the EscCluster until `pred` holds on its status (the operator's log on timeout).
     async fn wait_for(
         &self,
         name: &str,
@@ -118,22 +120,10 @@ impl Fixture {
         timeout: Duration,
         pred: impl Fn(&EscClusterStatus) -> bool,
     ) -> Result<EscClusterStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let obj = self.api().get(name).await?;
-            let status = obj.status.clone().unwrap_or_default();
-            if pred(&status) {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "EscCluster {name}: not {what} within {timeout:?}; status: {}\noperator log:\n{}",
-                    serde_json::to_string_pretty(&status)?,
-                    tail(&self.operator.log(), 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for(&self.api(), name, what, timeout, pred, || {
+            format!("operator log:\n{}", tail(&self.operator.log(), 40))
+        })
+        .await
     }
 
     /// `op_mode set` commands in the journal: (node, mode argument).
@@ -162,11 +152,6 @@ fn is_mode_set(command: &str, args: &[String]) -> bool {
     command == "op_mode set" || (command == "op_mode" && args.iter().any(|a| a == "set"))
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 fn start_operator(kubeconfig: &Path, ns: &str, name: &str, dir: &Path) -> Result<Operator> {
     start_operator_with(kubeconfig, ns, name, dir, &[])
 }
@@ -188,91 +173,6 @@ fn start_operator_with(
     ];
     args.extend_from_slice(extra);
     Operator::start(Path::new(BIN), kubeconfig, name, &args, dir)
-}
-
-fn secret(name: &str, data: BTreeMap<String, ByteString>) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        ..Secret::default()
-    }
-}
-
-async fn create_secrets(ns: &TestNamespace, sim: &SimEsc) -> Result<()> {
-    let api: Api<Secret> = Api::namespaced(cluster().client(), ns.name());
-    let key = sim.nodes()[0].private_key_pem()?;
-    let known_hosts: String = sim
-        .nodes()
-        .iter()
-        .map(|n| n.known_hosts_line() + "\n")
-        .collect();
-    api.create(
-        &PostParams::default(),
-        &secret(
-            "esc-ssh",
-            BTreeMap::from([("ssh-privatekey".into(), ByteString(key.into_bytes()))]),
-        ),
-    )
-    .await?;
-    api.create(
-        &PostParams::default(),
-        &secret(
-            "esc-known-hosts",
-            BTreeMap::from([("known_hosts".into(), ByteString(known_hosts.into_bytes()))]),
-        ),
-    )
-    .await?;
-    Ok(())
-}
-
-fn cluster_spec(sim: &SimEsc) -> EscClusterSpec {
-    let nodes = sim.nodes();
-    EscClusterSpec {
-        topology: if nodes.len() == 1 {
-            Topology::Standalone
-        } else {
-            Topology::Ha
-        },
-        nodes: nodes
-            .iter()
-            .map(|n| EscNodeSpec {
-                name: n.name().into(),
-                host: n.address().to_string(),
-                port: n.port(),
-            })
-            .collect(),
-        ssh: SshSpec {
-            user: nodes[0].key_user().into(),
-            credentials_secret_ref: LocalObjectRef {
-                name: "esc-ssh".into(),
-            },
-            known_hosts_secret_ref: LocalObjectRef {
-                name: "esc-known-hosts".into(),
-            },
-            sudo: false,
-            connect_timeout: Duration::from_secs(5).into(),
-        },
-        maintenance: MaintenanceSpec::default(),
-        probe_interval: Duration::from_secs(5).into(),
-    }
-}
-
-fn condition<'a>(s: &'a EscClusterStatus, t: &str) -> Option<(&'a str, &'a str, &'a str)> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
-}
-
-fn is(s: &EscClusterStatus, t: &str, status: &str) -> bool {
-    condition(s, t).is_some_and(|c| c.0 == status)
-}
-
-fn ready(s: &EscClusterStatus) -> bool {
-    is(s, "Ready", "True")
 }
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -361,30 +261,9 @@ async fn ha_and_standalone_status_converge_with_roles_versions_and_metrics() -> 
 
     // Standalone, in the same namespace and operator.
     let single = SimEsc::start(SimSpec::standalone())?;
-    let key = single.nodes()[0].private_key_pem()?;
-    let hosts = single.nodes()[0].known_hosts_line();
-    let secrets: Api<Secret> = Api::namespaced(cluster().client(), f.ns.name());
-    secrets
-        .create(
-            &PostParams::default(),
-            &secret(
-                "single-ssh",
-                BTreeMap::from([("ssh-privatekey".into(), ByteString(key.into_bytes()))]),
-            ),
-        )
-        .await?;
-    secrets
-        .create(
-            &PostParams::default(),
-            &secret(
-                "single-hosts",
-                BTreeMap::from([("known_hosts".into(), ByteString(hosts.into_bytes()))]),
-            ),
-        )
-        .await?;
-    let mut spec = cluster_spec(&single);
-    spec.ssh.credentials_secret_ref.name = "single-ssh".into();
-    spec.ssh.known_hosts_secret_ref.name = "single-hosts".into();
+    single.share_first_client_key()?;
+    let secrets = create_ssh_secrets(&cluster().client(), f.ns.name(), "single", &single).await?;
+    let spec = cluster_spec(&single, &secrets);
     f.api()
         .create(&PostParams::default(), &EscCluster::new("single", spec))
         .await?;

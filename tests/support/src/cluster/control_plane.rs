@@ -91,6 +91,9 @@ impl TestCluster {
             "--kubelet-preferred-address-types=Hostname".into(),
             "--profiling=false".into(),
         ]);
+        if self.options.audit_log {
+            apiserver.args(super::audit::apiserver_flags(&dir, &self.audit_log_path())?);
+        }
         self.spawn("kube-apiserver", apiserver, &logs)?;
 
         let server = self.api_server_url();

@@ -24,11 +24,12 @@
 //! The parts, one module each: [`ClusterOptions`] (what to start), `control_plane` (the flags and
 //! processes of etcd and the Kubernetes components), `kubeconfig` (the files the components
 //! and tests authenticate with), `namespaces` (per-test namespaces and RBAC grants), `crds`
-//! (installing CustomResourceDefinitions), `binaries` (where the binaries come from) and
-//! `teardown` (stopping it all, also when the test process dies). This file holds the cluster
-//! itself: starting it and what a test asks of it. May import the rest of the test bed;
-//! nothing here knows the operator.
+//! (installing CustomResourceDefinitions), `audit` (the API server's audit log, on request),
+//! `binaries` (where the binaries come from) and `teardown` (stopping it all, also when the
+//! test process dies). This file holds the cluster itself: starting it and what a test asks of
+//! it. May import the rest of the test bed; nothing here knows the operator.
 
+mod audit;
 mod binaries;
 mod control_plane;
 mod crds;
@@ -49,6 +50,7 @@ use crate::certs::Pki;
 use crate::node::{Node, NodeLock};
 use crate::process::{ExitWatchdog, ProcessGroup, group_resident_bytes};
 
+pub use audit::{AuditEntry, AuditLog, AuditObject, AuditStatus, AuditUser};
 pub use binaries::{bin_dir, repo_root, run_tool};
 pub(crate) use kubeconfig::write_kubeconfig;
 pub use namespaces::TestNamespace;

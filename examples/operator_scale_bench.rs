@@ -1,8 +1,11 @@
 //! How `esc-operator run` scales with the number of EscClusters (issue 18). Prints a table, one
 //! column per scale (0 clusters — the baseline — then each of `--clusters`):
 //!
-//!     cargo build --release --bin esc-operator -p esc-sim
+//!     cargo build --release -p esc-operator -p esc-sim --bin esc-operator --bin esc-sim
 //!     cargo run --release --example operator_scale_bench [-- --clusters 100,500 --idle-seconds 90]
+//!
+//! (Without `target/release/esc-sim` the test bed builds a debug simulator of its own.) A
+//! 100,500 run takes about 5½ minutes.
 //!
 //! What runs: the test bed's own control plane (etcd, kube-apiserver with an audit log,
 //! kube-controller-manager), `--pairs` simulated ESC HA pairs (esc-sim behind real OpenSSH
@@ -915,6 +918,10 @@ fn print_report(
         "- nodes: {} simulated ESC HA pairs (esc-sim behind {ssh_version} sshd, one sshd per node, MaxStartups 200, MaxSessions 100) shared by all clusters: cluster i uses pair i % {}; every cluster has its own connections (the pool is keyed by cluster and node) and its own two Secrets",
         pairs.len(),
         pairs.len()
+    );
+    println!(
+        "- simulator: {}",
+        esc_testbed::sshd::esc_sim_binary()?.display()
     );
     println!(
         "- each EscCluster: HA, probeInterval {}, connectTimeout 10s; created before the operator starts; one namespace per scale, the operator watches only it",

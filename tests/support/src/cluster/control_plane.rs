@@ -92,11 +92,18 @@ impl TestCluster {
             // never through the node's InternalIP.
             "--kubelet-preferred-address-types=Hostname".into(),
             "--profiling=false".into(),
-            // Every write, who made it and when (see `audit`): tests read it back.
-            format!("--audit-policy-file={}", audit_policy.display()),
-            format!("--audit-log-path={}", self.audit_log_path().display()),
             "--audit-log-format=json".into(),
         ]);
+        if self.options.audit_log {
+            // Every request, reads too (see `request_log`): benchmarks count what a client sends.
+            apiserver.args(super::request_log::apiserver_flags(&dir, &self.audit_log_path())?);
+        } else {
+            // Every write, who made it and when (see `audit`): tests read it back.
+            apiserver.args([
+                format!("--audit-policy-file={}", audit_policy.display()),
+                format!("--audit-log-path={}", self.audit_log_path().display()),
+            ]);
+        }
         self.spawn("kube-apiserver", apiserver, &logs)?;
 
         let server = self.api_server_url();

@@ -23,7 +23,7 @@
 //!
 //! The parts, one module each: [`ClusterOptions`] (what to start), `control_plane` (the flags and
 //! processes of etcd and the Kubernetes components), `audit` (the API server's audit log of
-//! writes, read back as [`AuditEvent`]s), `kubeconfig` (the files the components and tests
+//! writes, read back as [`AuditEvent`]s; `request_log` logs reads too, on request), `kubeconfig` (the files the components and tests
 //! authenticate with), `namespaces` (per-test namespaces and RBAC grants), `crds`
 //! (installing CustomResourceDefinitions), `binaries` (where the binaries come from) and
 //! `teardown` (stopping it all, also when the test process dies). This file holds the cluster
@@ -31,6 +31,7 @@
 //! nothing here knows the operator.
 
 mod audit;
+mod request_log;
 mod binaries;
 mod control_plane;
 mod crds;
@@ -52,6 +53,7 @@ use crate::node::{Node, NodeLock};
 use crate::process::{ExitWatchdog, ProcessGroup, group_resident_bytes};
 
 pub use audit::AuditEvent;
+pub use request_log::{AuditEntry, AuditLog, AuditObject, AuditStatus, AuditUser};
 pub use binaries::{bin_dir, repo_root, run_tool};
 pub(crate) use kubeconfig::write_kubeconfig;
 pub use namespaces::TestNamespace;

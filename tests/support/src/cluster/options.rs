@@ -13,6 +13,9 @@ pub struct ClusterOptions {
     pub with_controller_manager: bool,
     /// Start kube-scheduler (Pods get bound to the node).
     pub with_scheduler: bool,
+    /// Have kube-apiserver write an audit log of every request (see
+    /// [`TestCluster::audit_log`](super::TestCluster::audit_log)).
+    pub audit_log: bool,
 }
 
 impl Default for ClusterOptions {
@@ -21,6 +24,7 @@ impl Default for ClusterOptions {
             with_node: false,
             with_controller_manager: true,
             with_scheduler: true,
+            audit_log: false,
         }
     }
 }

@@ -129,7 +129,7 @@ fn now() -> Time {
 }
 
 async fn apply(cluster: &EscCluster, ctx: &Context) -> Result<Action, Error> {
-    let previous = cluster.status.clone().unwrap_or_default();
+    let previous = stored_status(cluster, ctx);
     let annotation = AnnotationRequest::parse(
         cluster
             .annotations()
@@ -174,12 +174,14 @@ async fn converge(
     let first = plan(&input);
     // Stored before acting: the holder is on record before ESC changes mode.
     write_status(&api, cluster, previous, &first.status).await?;
+    ctx.record_written(cluster, &first.status);
     let mut last = first.clone();
     if let (Some(action), Ok(access)) = (&first.action, &access) {
         let outcome = run_action(cluster, ctx, access, action).await;
         input.outcome = Some(outcome);
         last = plan(&input);
         write_status(&api, cluster, &first.status, &last.status).await?;
+        ctx.record_written(cluster, &last.status);
     }
     for PlannedEvent {
         warning,
@@ -343,14 +345,21 @@ async fn run_action(
     }
 }
 
+/// What the API server holds: this process's last write when it made one (the cached copy may
+/// predate it).
+fn stored_status(cluster: &EscCluster, ctx: &Context) -> EscClusterStatus {
+    ctx.last_written(cluster)
+        .unwrap_or_else(|| cluster.status.clone().unwrap_or_default())
+}
+
 /// Deleting: return ESC to operation when the operator holds it in maintenance, then let go.
 async fn cleanup(cluster: &EscCluster, ctx: &Context) -> Result<Action, Error> {
     let key = cluster_key(cluster);
-    let previous = cluster.status.clone().unwrap_or_default();
+    let previous = stored_status(cluster, ctx);
     let release = |ctx: &Context| {
         ctx.ssh.discard_cluster(&key, &[]);
         ctx.metrics.cluster_deleted(&labels(cluster));
-        ctx.reset_backoff(cluster);
+        ctx.forget(cluster);
     };
     if previous.maintenance_holders.is_empty() {
         release(ctx);

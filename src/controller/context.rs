@@ -42,6 +42,11 @@ pub struct Context {
     pub ssh: SshPool,
     pub options: ControllerOptions,
     backoff: Backoff,
+    /// The status this process last stored per object (by uid). A reconcile can start from a
+    /// cached object older than this process's own last write (the watch lags); planning from
+    /// it would move condition times and write again. The leader is the only writer, so what
+    /// it wrote last is what the API server holds.
+    written: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 impl Context {
@@ -62,6 +67,7 @@ impl Context {
             metrics,
             options,
             backoff: Backoff::default(),
+            written: Mutex::default(),
         }
     }
 
@@ -75,6 +81,43 @@ impl Context {
     pub fn reset_backoff<K: Resource<DynamicType = ()>>(&self, object: &K) {
         self.backoff
             .succeeded(&ObjectRef::from_obj(object).to_string());
+    }
+
+    /// The status last stored for `object` by this process, if it stored one.
+    pub fn last_written<K: Resource<DynamicType = ()>, S: serde::de::DeserializeOwned>(
+        &self,
+        object: &K,
+    ) -> Option<S> {
+        let uid = object.meta().uid.as_deref()?;
+        let value = self
+            .written
+            .lock()
+            .expect("written lock")
+            .get(uid)
+            .cloned()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// Records the status just stored for `object`.
+    pub fn record_written<K: Resource<DynamicType = ()>, S: serde::Serialize>(
+        &self,
+        object: &K,
+        status: &S,
+    ) {
+        if let (Some(uid), Ok(value)) = (object.meta().uid.clone(), serde_json::to_value(status)) {
+            self.written
+                .lock()
+                .expect("written lock")
+                .insert(uid, value);
+        }
+    }
+
+    /// Forgets `object` (deleted): its written status and its backoff.
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        if let Some(uid) = object.meta().uid.as_deref() {
+            self.written.lock().expect("written lock").remove(uid);
+        }
+        self.reset_backoff(object);
     }
 
     /// Publishes an Event on `object`. A failure to publish is logged, never fatal: Events are

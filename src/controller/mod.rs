@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use context::{Context, ControllerOptions};
-use futures::StreamExt;
 use futures::future::join_all;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -111,12 +111,20 @@ pub async fn run(
             .predicate_filter(reconcile_trigger, Default::default());
         let for_secrets = reader.clone();
         stores.push(reader.clone());
+        // Changes only: the initial list of every Secret would trigger a second reconcile of
+        // each cluster at start-up, on a cached copy older than the first one's writes.
+        let secret_changes = watcher(secrets, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .try_filter_map(|event| async move {
+                Ok(match event {
+                    watcher::Event::Apply(s) | watcher::Event::Delete(s) => Some(s),
+                    _ => None,
+                })
+            });
         let controller = Controller::for_stream(stream, reader)
-            .watches(
-                secrets,
-                watcher::Config::default().any_semantic(),
-                move |secret| clusters_using(&for_secrets, &secret),
-            )
+            .watches_stream(secret_changes, move |secret| {
+                clusters_using(&for_secrets, &secret)
+            })
             .graceful_shutdown_on(shutdown.clone())
             .run(cluster::reconcile, cluster::error_policy, ctx.clone())
             .for_each(|result| async move {

@@ -51,6 +51,7 @@ pub enum RuntimeError {
 
 /// Runs the operator until SIGTERM/SIGINT (exit cleanly) or until it loses leadership (error).
 pub async fn run(config: OperatorConfig) -> Result<(), RuntimeError> {
+    raise_open_file_limit();
     let kube_config = kube::Config::infer().await.map_err(RuntimeError::Config)?;
     let default_namespace = kube_config.default_namespace.clone();
     let client = kube::Client::try_from(kube_config).map_err(RuntimeError::Client)?;
@@ -160,4 +161,18 @@ pub async fn run(config: OperatorConfig) -> Result<(), RuntimeError> {
         return Err(RuntimeError::LostLeadership);
     }
     Ok(())
+}
+
+/// One SSH connection per ESC node is one descriptor each: 500 HA clusters need over 1000, more
+/// than the usual soft limit of 1024. Raise the soft limit to the hard one (no privilege needed).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
 }

@@ -96,7 +96,10 @@ impl TestCluster {
         ]);
         if self.options.audit_log {
             // Every request, reads too (see `request_log`): benchmarks count what a client sends.
-            apiserver.args(super::request_log::apiserver_flags(&dir, &self.audit_log_path())?);
+            apiserver.args(super::request_log::apiserver_flags(
+                &dir,
+                &self.audit_log_path(),
+            )?);
         } else {
             // Every write, who made it and when (see `audit`): tests read it back.
             apiserver.args([

@@ -31,13 +31,13 @@
 //! nothing here knows the operator.
 
 mod audit;
-mod request_log;
 mod binaries;
 mod control_plane;
 mod crds;
 mod kubeconfig;
 mod namespaces;
 mod options;
+mod request_log;
 mod teardown;
 
 use std::path::{Path, PathBuf};
@@ -53,11 +53,11 @@ use crate::node::{Node, NodeLock};
 use crate::process::{ExitWatchdog, ProcessGroup, group_resident_bytes};
 
 pub use audit::AuditEvent;
-pub use request_log::{AuditEntry, AuditLog, AuditObject, AuditStatus, AuditUser};
 pub use binaries::{bin_dir, repo_root, run_tool};
 pub(crate) use kubeconfig::write_kubeconfig;
 pub use namespaces::TestNamespace;
 pub use options::{ClusterOptions, StartTimings};
+pub use request_log::{AuditEntry, AuditLog, AuditObject, AuditStatus, AuditUser};
 pub(crate) use teardown::record_pgid;
 
 /// A running cluster. Owned ones stop on drop; the shared ones at process exit.

@@ -47,6 +47,9 @@ pub(super) struct RunArgs {
     /// At most this many SSH handshakes at once.
     #[arg(long, default_value_t = 16)]
     max_concurrent_connects: usize,
+    /// At most this many reconciles at once.
+    #[arg(long, default_value_t = 32)]
+    max_concurrent_reconciles: u16,
     /// When a deleted EscCluster's ESC cannot be returned to operation, give up after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     release_timeout: Duration,
@@ -77,6 +80,7 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
             ssh_idle_timeout: args.ssh_idle_timeout,
             max_concurrent_connects: args.max_concurrent_connects,
             release_timeout: args.release_timeout,
+            max_concurrent_reconciles: args.max_concurrent_reconciles,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -22,6 +22,9 @@ pub struct ControllerOptions {
     /// Deleting an EscCluster that the operator put in maintenance waits at most this long for
     /// ESC to answer before letting go (with a Warning Event).
     pub release_timeout: Duration,
+    /// At most this many reconciles at once per watched scope (each may hold an API connection
+    /// and an SSH exchange).
+    pub max_concurrent_reconciles: u16,
 }
 
 impl Default for ControllerOptions {
@@ -30,6 +33,7 @@ impl Default for ControllerOptions {
             ssh_idle_timeout: Duration::from_secs(300),
             max_concurrent_connects: 16,
             release_timeout: Duration::from_secs(300),
+            max_concurrent_reconciles: 32,
         }
     }
 }

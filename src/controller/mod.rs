@@ -125,6 +125,11 @@ pub async fn run(
             .watches_stream(secret_changes, move |secret| {
                 clusters_using(&for_secrets, &secret)
             })
+            // Bounded: 500 clusters reconciling at once would each open an API connection.
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(ctx.options.max_concurrent_reconciles),
+            )
             .graceful_shutdown_on(shutdown.clone())
             .run(cluster::reconcile, cluster::error_policy, ctx.clone())
             .for_each(|result| async move {

@@ -42,6 +42,7 @@ use esc_operator::api::{
     EscCluster, EscClusterSpec, EscNodeSpec, LocalObjectRef, MaintenanceSpec, SshSpec, Topology,
 };
 use esc_testbed::cluster::{AuditEntry, AuditLog, ClusterOptions, TestCluster, repo_root};
+use esc_testbed::host_procs;
 use esc_testbed::operator::{Operator, operator_identity};
 use esc_testbed::sshd::{SimEsc, SimSpec};
 use futures::{StreamExt, TryStreamExt};
@@ -808,12 +809,8 @@ fn metric_sum(body: &str, name: &str) -> f64 {
 
 /// The number of a `/proc/<pid>/status` field (KiB for memory fields).
 fn proc_status(pid: u32, field: &str) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-    Ok(value.trim().trim_end_matches("kB").trim().parse()?)
+    host_procs::status_number(pid, field)
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// User + system CPU time of `pid` (`/proc/<pid>/stat` fields 14 and 15, in USER_HZ = 100).
@@ -859,21 +856,11 @@ fn sshd_side(pairs: &[SimEsc]) -> (usize, u64) {
             }
         }
     }
-    let pss = pids.iter().filter_map(|&pid| pss_bytes(pid)).sum();
+    let pss = pids
+        .iter()
+        .filter_map(|&pid| host_procs::proportional_bytes(pid))
+        .sum();
     (pids.len(), pss)
-}
-
-fn pss_bytes(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let kib: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -4,13 +4,12 @@
 //! read-only root filesystem, no capabilities, no privilege escalation, RuntimeDefault seccomp —
 //! which the Pod Security Standard `restricted` accepts.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use esc_testbed::cluster::TestCluster;
+use esc_testbed::operator_image::OperatorImage;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -19,79 +18,12 @@ use serde_json::{Value, json};
 
 const ENFORCE_RESTRICTED: (&str, &str) = ("pod-security.kubernetes.io/enforce", "restricted");
 
-/// The operator image as `tools/image/build.sh` describes it in `esc-operator.json`.
-struct OperatorImage {
-    /// `localhost/esc-operator:<version>`.
-    name: String,
-    archive: PathBuf,
-    version: String,
-}
-
-/// Builds (or reuses) the image once per test binary.
-fn operator_image() -> &'static OperatorImage {
-    static IMAGE: OnceLock<std::result::Result<OperatorImage, String>> = OnceLock::new();
-    match IMAGE.get_or_init(|| build_image().map_err(|e| format!("{e:#}"))) {
-        Ok(image) => image,
-        Err(e) => panic!("the operator image could not be built: {e}"),
-    }
-}
-
-fn build_image() -> Result<OperatorImage> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/image/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("run {}", script.display()))?;
-    if !out.status.success() {
-        bail!("{} failed ({})", script.display(), out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let archive = PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .context("build.sh printed nothing")?
-            .trim(),
-    );
-    let info_path = archive.with_file_name("esc-operator.json");
-    let info: Value = serde_json::from_slice(
-        &std::fs::read(&info_path).with_context(|| format!("read {}", info_path.display()))?,
-    )?;
-    let field = |k: &str| -> Result<String> {
-        info[k]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("{} has no {k}", info_path.display()))
-    };
-    Ok(OperatorImage {
-        name: field("image")?,
-        version: field("version")?,
-        archive,
-    })
-}
-
 /// The operator image, imported into the shared cluster's node once per test binary.
 fn imported_image(cluster: &TestCluster) -> &'static OperatorImage {
     static IMPORTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    let image = operator_image();
-    let imported = IMPORTED.get_or_init(|| {
-        let import = || -> Result<()> {
-            cluster.import_image(&image.archive)?;
-            // The archive must name the image itself: pods refer to it by that name.
-            let node = cluster.node().context("the shared cluster has no node")?;
-            let out = node.ctr().args(["images", "ls", "-q"]).output()?;
-            let names = String::from_utf8_lossy(&out.stdout);
-            if !names.lines().any(|n| n.trim() == image.name) {
-                bail!(
-                    "{} is not in containerd after the import: {names}",
-                    image.name
-                );
-            }
-            Ok(())
-        };
-        import().map_err(|e| format!("{e:#}"))
-    });
+    let image = OperatorImage::shared();
+    let imported =
+        IMPORTED.get_or_init(|| image.import_into(cluster).map_err(|e| format!("{e:#}")));
     if let Err(e) = imported {
         panic!("import of {} failed: {e}", image.archive.display());
     }
@@ -261,7 +193,7 @@ async fn version_job_runs_as_65532_in_a_restricted_namespace() -> Result<()> {
 #[tokio::test]
 async fn operator_pod_specs_conform_to_pod_security_restricted() -> Result<()> {
     let cluster = TestCluster::shared();
-    let image = operator_image();
+    let image = OperatorImage::shared();
     let ns = cluster
         .namespace_with_labels("image-restricted", &[ENFORCE_RESTRICTED])
         .await?;

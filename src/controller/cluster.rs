@@ -22,7 +22,7 @@ use super::context::{Context, jitter};
 use super::metrics::{ClusterInfoLabels, ClusterLabels};
 use super::secrets::{self, SshAccess};
 use super::ssh_pool::NodeKey;
-use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
+use crate::api::{EscCluster, EscClusterStatus, EscNodeSpec, OpMode as StatusMode, Time};
 use crate::esc::{DriverError, SessionOptions, SshTarget};
 use crate::plan::cluster::{
     ActionOutcome, AnnotationRequest, ClusterInput, ClusterPlan, MAINTENANCE,
@@ -247,11 +247,11 @@ fn session_options(cluster: &EscCluster) -> SessionOptions {
 
 fn target_of(cluster: &EscCluster, node: &str) -> Option<SshTarget> {
     let spec = cluster.spec.nodes.iter().find(|n| n.name == node)?;
-    Some(SshTarget::new(
-        spec.host.clone(),
-        spec.port,
-        cluster.spec.ssh.user.clone(),
-    ))
+    Some(target(cluster, spec))
+}
+
+fn target(cluster: &EscCluster, node: &EscNodeSpec) -> SshTarget {
+    SshTarget::new(node.host.clone(), node.port, cluster.spec.ssh.user.clone())
 }
 
 /// Probes every node at once: `op_mode show` and `status --v` over one connection each.
@@ -266,7 +266,7 @@ async fn probe_all(cluster: &EscCluster, ctx: &Context, access: &SshAccess) -> V
             cluster: key.clone(),
             node: n.name.clone(),
         };
-        let target = SshTarget::new(n.host.clone(), n.port, cluster.spec.ssh.user.clone());
+        let target = target(cluster, n);
         let options = options.clone();
         async move {
             let result = probe_node(ctx, &node_key, &target, access, &options).await;

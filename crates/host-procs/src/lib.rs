@@ -18,5 +18,5 @@ pub use mounts::{mount_points, mounts_under, parse_mount_point};
 pub use net::free_port;
 pub use process::{
     Environ, Process, cmdline, descendants, environ, is_alive, parse_stat, process, processes,
-    resident_bytes,
+    proportional_bytes, resident_bytes, status_number,
 };

@@ -163,16 +163,34 @@ impl Environ {
 /// Resident memory of `pid` in bytes (`VmRSS`); `None` when it is gone or has no memory of its
 /// own (a kernel thread, a zombie).
 pub fn resident_bytes(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+    status_number(pid, "VmRSS").map(|kib| kib * 1024)
+}
+
+/// The number of field `field` of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `Threads`; memory
+/// fields are in KiB); `None` when the process or the field is gone.
+pub fn status_number(pid: u32, field: &str) -> Option<u64> {
+    number_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        field,
+    )
+}
+
+/// Proportional set size of `pid` in bytes (`Pss` of `/proc/<pid>/smaps_rollup`): its share of
+/// the memory it shares with others.
+pub fn proportional_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    number_field(&text, "Pss").map(|kib| kib * 1024)
+}
+
+/// `Field:   123 kB` → 123, in a `/proc` key-value file.
+fn number_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
-        .strip_suffix("kB")?
+        .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kib * 1024)
+        .ok()
 }
 
 /// NUL-terminated fields (the last terminator may be missing).
@@ -358,5 +376,29 @@ mod tests {
             }
         }
         child.wait().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod number_field_tests {
+    use super::number_field;
+
+    #[test]
+    fn reads_the_named_field_only() {
+        let text = "VmPeak:\t  2000 kB\nVmRSS:\t  1234 kB\nThreads:\t3\n";
+        assert_eq!(number_field(text, "VmRSS"), Some(1234));
+        assert_eq!(number_field(text, "Threads"), Some(3));
+        // A prefix of another field's name is not that field.
+        assert_eq!(number_field(text, "Vm"), None);
+        assert_eq!(number_field(text, "VmHWM"), None);
+        assert_eq!(number_field("VmRSS:\tlots kB\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(super::resident_bytes(me).is_some_and(|b| b > 0));
+        assert!(super::status_number(me, "Threads").is_some_and(|n| n >= 1));
+        assert!(super::proportional_bytes(me).is_some_and(|b| b > 0));
     }
 }

@@ -647,8 +647,10 @@ async fn deleting_an_unreachable_cluster_in_maintenance_lets_go_after_the_timeou
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The timeout runs from metadata.deletionTimestamp, which the API server stores in whole
+    // seconds (truncated): it can start up to 1 s before this test's own clock did.
     assert!(
-        deleted.elapsed() >= Duration::from_secs(8),
+        deleted.elapsed() >= Duration::from_secs(7),
         "let go before the timeout: {:?}",
         deleted.elapsed()
     );

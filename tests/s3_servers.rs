@@ -285,7 +285,11 @@ async fn checksum_pitfalls(kind: S3Kind) -> Result<()> {
         Some(ChecksumAlgorithm::Crc32),
     )
     .await?;
-    let outcome = upload.send_part(&part).await.err().map(error_code);
+    // A small part: both servers answer this refusal from the headers, and Go's HTTP server
+    // drains at most 256 KiB of an unread body before it closes the connection, so a 5 MiB
+    // part can meet a reset while still being written instead of the answer (seen in CI).
+    let small_part = pattern(4 * 1024, 9);
+    let outcome = upload.send_part(&small_part).await.err().map(error_code);
     let expected = match kind {
         S3Kind::Minio => "InvalidArgument",
         S3Kind::Versity => "InvalidRequest",

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use esc_operator::api::{
     Artifact, BackupStep, EscBackup, EscBackupStatus, EscCluster, EscClusterStatus, EscNodeStatus,
-    EscRestore, HolderKind, MaintenanceHolder, NodeRole, OpMode, RunPhase, ServicesState,
-    StepState, StepStatus, Time,
+    EscRestore, HolderKind, MaintenanceHolder, MaintenanceWindow, NodeFile, NodeFileKind, NodeRole,
+    OpMode, RunPhase, ServicesState, StepState, StepStatus, Time, TransferProgress,
 };
 use esc_testbed::cluster::TestCluster;
 use k8s_openapi::api::core::v1::Secret;
@@ -353,6 +353,24 @@ async fn rust_types_round_trip_through_the_server_schema() {
         started_at: Some(time("2026-11-28T08:00:00Z")),
         completed_at: Some(time("2026-11-28T08:00:03Z")),
         message: Some("done".into()),
+        queue_position: None,
+        failure: None,
+        node_files: vec![NodeFile {
+            node: "esc-a".into(),
+            kind: NodeFileKind::RunDirectory,
+            path: "/var/tmp/esc-operator/esc-backup-0f1e-database".into(),
+        }],
+        mover_job: Some("x-mover-0f1e2".into()),
+        maintenance: Some(MaintenanceWindow {
+            started_at: time("2026-11-28T08:00:01Z"),
+            ended_at: Some(time("2026-11-28T08:00:02Z")),
+            seconds: Some(1),
+        }),
+        progress: Some(TransferProgress {
+            bytes: 1234,
+            total_bytes: Some(1234),
+            bytes_per_second: Some(617),
+        }),
         conditions: vec![condition("Completed", "True", "Verified")],
     };
     let patch = serde_json::json!({

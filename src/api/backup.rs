@@ -145,29 +145,34 @@ pub enum AfterBackup {
     StopServices,
 }
 
-/// The steps of a backup, in the manual's order.
+/// The steps of a backup, in the order they run (the manual's, with the maintenance window
+/// around `escadm backup` alone).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum BackupStep {
-    /// Credentials, cluster readiness, target reachable and writable.
+    /// Cluster Ready and not Degraded, master (and standby) known, Secrets present.
     Preflight,
-    /// Maintenance holder added; ESC in maintenance (with ipt_check).
-    EnterMaintenance,
-    /// HA: `escadm log collect` on the standby.
+    /// HA: `escadm log collect` on the standby (before the window: it does not need it).
     CollectStandbyLogs,
-    /// `escadm backup` to a temporary file on the master (or the standalone node).
+    /// The maintenance holder is added; ESC enters maintenance (with ipt_check).
+    EnterMaintenance,
+    /// `escadm backup` to a unique temporary file on the master (or the standalone node).
     BackupDatabase,
-    /// `escadm log collect` on the master.
+    /// The holder is released at once: ESC returns to operation unless another holder keeps it.
+    ExitMaintenance,
+    /// `escadm log collect` on the master (or the standalone node).
     CollectMasterLogs,
     /// The mover Job streams the artifact to the target.
     Upload,
-    /// Size and checksum of the stored artifact checked.
+    /// Size and checksum of the stored artifact checked by the operator itself.
     Verify,
-    /// Temporary files removed from the nodes.
+    /// Temporary files removed from the nodes (after a failure too).
     Cleanup,
-    /// Maintenance holder released.
-    ExitMaintenance,
-    /// `afterBackup: StopServices`: standby stopped, then master.
-    StopServices,
+    /// `afterBackup: StopServices`, HA: `escadm stop` on the standby, verified with
+    /// `status --v` (first, so the master never fails over to it).
+    StopStandby,
+    /// `afterBackup: StopServices`: `escadm stop` on the master (or the standalone node),
+    /// verified with `status --v`.
+    StopMaster,
 }
 
 /// The observed state of a backup run.

@@ -118,9 +118,85 @@ pub struct RunStatus<S> {
     /// state and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// While `Pending`: how many earlier runs on the same EscCluster go first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    /// Why the run failed: the step, a short stable reason, and what happened. Kept while the
+    /// run cleans up after the failure, so a restarted operator still knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RunFailure>,
+    /// Files this run made on the ESC nodes, removed in its cleanup step (also after a failure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_files: Vec<NodeFile>,
+    /// The data mover Job of this run (in the run's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mover_job: Option<String>,
+    /// The maintenance window this run held: ESC's northbound API is blocked inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceWindow>,
+    /// Transfer progress, as the mover last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<TransferProgress>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Why a run failed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFailure {
+    /// The step that failed (the step enum's name).
+    pub step: String,
+    /// Short, stable, CamelCase (also the Event reason and a metric label).
+    pub reason: String,
+    pub message: String,
+}
+
+/// A file (or a run's directory) on an ESC node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFile {
+    /// The node's name in the EscCluster's `spec.nodes`.
+    pub node: String,
+    pub kind: NodeFileKind,
+    /// Absolute path on the node.
+    pub path: String,
+}
+
+/// What a file on an ESC node is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum NodeFileKind {
+    /// The directory of one detached escadm run (its output, exit code, and the database
+    /// archive of a backup).
+    RunDirectory,
+    /// The database archive `escadm backup` wrote.
+    Database,
+    /// An `escadm log collect` archive.
+    Logs,
+}
+
+/// When a run held ESC in maintenance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceWindow {
+    pub started_at: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+    /// `endedAt - startedAt` in whole seconds, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<i64>,
+}
+
+/// How far a transfer is.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferProgress {
+    pub bytes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<i64>,
 }
 
 // By hand: a derived Default would require `S: Default`, which step enums have no reason to be.
@@ -134,6 +210,12 @@ impl<S> Default for RunStatus<S> {
             started_at: None,
             completed_at: None,
             message: None,
+            queue_position: None,
+            failure: None,
+            node_files: Vec::new(),
+            mover_job: None,
+            maintenance: None,
+            progress: None,
             conditions: Vec::new(),
         }
     }

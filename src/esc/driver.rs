@@ -12,16 +12,19 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::esc::detached::{RunDir, RunStream};
 use crate::esc::escadm::EscadmCommand;
 use crate::esc::known_hosts::KnownHosts;
 use crate::esc::parse::{
-    self, BackupResult, LogCollectResult, NodeStatus, ParseError, classify_failure, failure_message,
+    self, BackupResult, LogCollectResult, NodeStatus, ParseError, RunState, classify_failure,
+    failure_message,
 };
 use crate::esc::remote::{CommandLine, PathError, RemotePath};
 use crate::esc::ssh::{
-    CommandLimits, CommandOutput, SessionOptions, SshCredentials, SshError, SshSession, SshTarget,
+    CommandLimits, CommandOutput, ExitStatus, SessionOptions, SshCredentials, SshError, SshSession,
+    SshTarget,
 };
-use crate::esc::text::clip;
+use crate::esc::text::{OutputText, clip};
 use crate::esc::vocab::{EscadmFailure, NodeAddr, OpMode, Sha256Digest};
 
 /// A failure of an [`EscNode`] operation.
@@ -209,11 +212,21 @@ impl EscNode {
         cmd: &EscadmCommand,
         timeout: Duration,
     ) -> Result<CommandOutput, DriverError> {
-        let line = cmd.command_line();
         let out = self
             .session
-            .run(&line, &CommandLimits::with_timeout(timeout))
+            .run(&cmd.command_line(), &CommandLimits::with_timeout(timeout))
             .await?;
+        self.checked(cmd, out)
+    }
+
+    /// An escadm command's output when it exited 0, otherwise its classified failure: the one
+    /// judgement for attached and detached runs alike.
+    fn checked(
+        &self,
+        cmd: &EscadmCommand,
+        out: CommandOutput,
+    ) -> Result<CommandOutput, DriverError> {
+        let line = cmd.command_line();
         if out.exit_status.success() {
             tracing::debug!(target = %self.session.target(), command = cmd.name(), "escadm ok");
             self.log_warnings(cmd.name(), &out);
@@ -321,6 +334,109 @@ impl EscNode {
             .escadm(&EscadmCommand::LogCollect, self.timeouts.log_collect)
             .await?;
         parse::parse_log_collect(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// Starts `command` detached in `run` (see [`crate::esc::detached`]): it survives this
+    /// connection and the operator. Idempotent: `Ok(false)` when the directory already held a
+    /// run (this call started nothing).
+    pub async fn start_detached(
+        &self,
+        run: &RunDir,
+        command: &EscadmCommand,
+    ) -> Result<bool, DriverError> {
+        let out = self
+            .session
+            .run_ok(
+                &run.start(command),
+                &CommandLimits::with_timeout(self.timeouts.quick),
+            )
+            .await?;
+        match OutputText::new(&out.stdout).lines().last().map(str::trim) {
+            Some("started") => {
+                tracing::info!(target = %self.session.target(), command = command.name(), dir = %run.path(), "started detached");
+                Ok(true)
+            }
+            Some("already") => Ok(false),
+            _ => Err(self.parse_err(ParseError::unexpected(
+                "start detached",
+                "`started` or `already`",
+                &out.stdout,
+            ))),
+        }
+    }
+
+    /// Where a detached run is.
+    pub async fn poll_detached(&self, run: &RunDir) -> Result<RunState, DriverError> {
+        let out = self
+            .session
+            .run_ok(
+                &run.poll(),
+                &CommandLimits::with_timeout(self.timeouts.quick),
+            )
+            .await?;
+        parse::parse_run_state(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// The output of a detached run that exited with `code`, judged like an attached run.
+    async fn detached_output(
+        &self,
+        run: &RunDir,
+        command: &EscadmCommand,
+        code: i32,
+    ) -> Result<CommandOutput, DriverError> {
+        let limits = CommandLimits::with_timeout(self.timeouts.quick);
+        let stdout = self
+            .session
+            .run_ok(&run.read(RunStream::Stdout), &limits)
+            .await?;
+        let stderr = self
+            .session
+            .run_ok(&run.read(RunStream::Stderr), &limits)
+            .await?;
+        let out = CommandOutput {
+            exit_status: ExitStatus::Code(code.unsigned_abs()),
+            stdout: stdout.stdout,
+            stderr: stderr.stdout,
+            stderr_truncated: None,
+        };
+        self.checked(command, out)
+    }
+
+    /// The result of a detached `escadm backup --file FILE` that exited with `code`: done only
+    /// when escadm reports having written `FILE` itself.
+    pub async fn finish_backup(
+        &self,
+        run: &RunDir,
+        file: &RemotePath,
+        code: i32,
+    ) -> Result<BackupResult, DriverError> {
+        let command = EscadmCommand::Backup { file: file.clone() };
+        let out = self.detached_output(run, &command, code).await?;
+        let result = parse::parse_backup(&out.stdout).map_err(|e| self.parse_err(e))?;
+        written_where_asked(self.session.node(), file, result)
+    }
+
+    /// The result of a detached `escadm log collect` that exited with `code`.
+    pub async fn finish_log_collect(
+        &self,
+        run: &RunDir,
+        code: i32,
+    ) -> Result<LogCollectResult, DriverError> {
+        let out = self
+            .detached_output(run, &EscadmCommand::LogCollect, code)
+            .await?;
+        parse::parse_log_collect(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// Removes a detached run's directory with everything in it.
+    pub async fn remove_run(&self, run: &RunDir) -> Result<(), DriverError> {
+        self.session
+            .run_ok(
+                &run.remove(),
+                &CommandLimits::with_timeout(self.timeouts.quick),
+            )
+            .await?;
+        Ok(())
     }
 
     /// `sha256sum -- PATH` on the node.

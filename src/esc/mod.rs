@@ -4,7 +4,8 @@
 //! Modules, and what each may import (dependencies point one way, no circle; `tests.rs` scans
 //! the `use` lines and fails on a new edge against this direction):
 //! ```text
-//! driver      → escadm, known_hosts, parse, remote, ssh, text, vocab  (the top: imported by none)
+//! driver      → detached, escadm, known_hosts, parse, remote, ssh, text, vocab  (the top)
+//! detached    → escadm, remote                                     (scripts of detached runs)
 //! ssh/*       → known_hosts, remote, text, vocab                       (never the parsers)
 //! parse       → version, text, vocab
 //! escadm      → remote, vocab
@@ -18,7 +19,7 @@
 //!   [`NodeAddr`]) and [`text`] (the one cleaning step before any parser, [`OutputText`], and
 //!   the quoting of output in errors).
 //! - Pure (no I/O, unit- and property-tested): [`version`], [`known_hosts`], [`remote`],
-//!   [`escadm`], [`parse`].
+//!   [`escadm`], [`detached`], [`parse`].
 //! - I/O: [`ssh`] (the transport; never the parsers) and [`driver`] ([`EscNode`], the typed
 //!   escadm driver over one SSH connection; the top, imported by nothing here).
 //!
@@ -49,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod detached;
 pub mod driver;
 pub mod escadm;
 pub mod known_hosts;
@@ -59,11 +61,12 @@ pub mod text;
 pub mod version;
 pub mod vocab;
 
+pub use detached::{RunDir, RunStream};
 pub use driver::{DriverError, DriverTimeouts, EscNode};
 pub use escadm::EscadmCommand;
 pub use known_hosts::{HostKeyError, KnownHosts};
 pub use parse::{
-    BackupMetadata, BackupResult, LogCollectResult, NodeStatus, ParseError, ServiceState,
+    BackupMetadata, BackupResult, LogCollectResult, NodeStatus, ParseError, RunState, ServiceState,
 };
 pub use remote::{CommandLine, PathError, RemotePath};
 pub use ssh::{

@@ -47,6 +47,11 @@ impl ParseError {
         }
     }
 
+    /// `raw`, the output of `command`, is not what was `expected`.
+    pub fn unexpected(command: &'static str, expected: &'static str, raw: &[u8]) -> Self {
+        Self::new(command, expected, raw)
+    }
+
     /// A short, stable CamelCase reason: a Kubernetes condition reason and a metric label.
     pub fn reason(&self) -> &'static str {
         "UnrecognizedOutput"
@@ -618,6 +623,47 @@ pub fn parse_log_collect(output: impl AsRef<[u8]>) -> Result<LogCollectResult, P
     }
 }
 
+/// The state of a detached run (see [`crate::esc::detached`]), as its poll script reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Its directory holds no run: never started (or already cleaned up).
+    Absent,
+    /// Started and its process is alive.
+    Running,
+    /// Ended with this exit code.
+    Exited(i32),
+    /// Started, never wrote its exit code, and its process is gone (node rebooted, killed).
+    Lost,
+}
+
+/// Parses the poll script's one word. Anything else is an error, never "exited 0": a run is
+/// done only when it said so.
+pub fn parse_run_state(output: impl AsRef<[u8]>) -> Result<RunState, ParseError> {
+    const CMD: &str = "poll detached";
+    const EXPECTED: &str = "one line: `absent`, `running`, `lost` or `exited <code>`";
+    let raw = output.as_ref();
+    let text = OutputText::new(raw);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let [line] = lines.as_slice() else {
+        return Err(ParseError::new(CMD, EXPECTED, raw));
+    };
+    let state = match line.trim() {
+        "absent" => RunState::Absent,
+        "running" => RunState::Running,
+        "lost" => RunState::Lost,
+        other => match other.strip_prefix("exited ").map(str::trim) {
+            Some(code) if !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) => {
+                match code.parse::<i32>() {
+                    Ok(c) if c <= 255 => RunState::Exited(c),
+                    _ => return Err(ParseError::new(CMD, EXPECTED, raw)),
+                }
+            }
+            _ => return Err(ParseError::new(CMD, EXPECTED, raw)),
+        },
+    };
+    Ok(state)
+}
+
 /// Parses `sha256sum FILE`: the digest at the start of the first line (a leading `\`, which
 /// sha256sum prints for escaped file names, is accepted).
 pub fn parse_sha256sum(output: impl AsRef<[u8]>) -> Result<Sha256Digest, ParseError> {
@@ -682,6 +728,33 @@ pub fn classify_failure(exit_code: Option<u32>, stderr: impl AsRef<[u8]>) -> Esc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_run_is_done_only_when_it_says_exited() {
+        assert_eq!(parse_run_state("absent\n").unwrap(), RunState::Absent);
+        assert_eq!(parse_run_state("running\n").unwrap(), RunState::Running);
+        assert_eq!(parse_run_state("lost\n").unwrap(), RunState::Lost);
+        assert_eq!(parse_run_state("exited 0\n").unwrap(), RunState::Exited(0));
+        assert_eq!(parse_run_state("exited 3").unwrap(), RunState::Exited(3));
+        // Fail closed: nothing else counts, least of all as a success.
+        for unknown in [
+            "",
+            "exited",
+            "exited \n",
+            "exited -1",
+            "exited 0x0",
+            "exited 256",
+            "exited 0 but",
+            "Exited 0",
+            "done",
+            "running\nexited 0",
+            "sh: 1: cd: can't cd\nabsent",
+            "\u{1b}[0mexited 0x",
+        ] {
+            let err = parse_run_state(unknown).unwrap_err();
+            assert_eq!(err.reason(), "UnrecognizedOutput", "{unknown:?}");
+        }
+    }
     use proptest::prelude::*;
 
     const STATUS_MASTER: &str = "\

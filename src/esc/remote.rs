@@ -23,6 +23,14 @@ pub struct PathError {
 }
 
 impl PathError {
+    /// `path` (clipped) is unusable because `why`.
+    pub fn new(path: &str, why: &'static str) -> Self {
+        PathError {
+            path: clip(path, 120),
+            why,
+        }
+    }
+
     /// A short, stable CamelCase reason: a Kubernetes condition reason and a metric label.
     pub fn reason(&self) -> &'static str {
         "InvalidRemotePath"

@@ -281,6 +281,7 @@ fn errors_name_their_node() {
 /// Every source file of the domain, by module. A file missing here fails
 /// `every_module_is_checked`.
 const SOURCES: &[(&str, &str)] = &[
+    ("detached", include_str!("detached.rs")),
     ("driver", include_str!("driver.rs")),
     ("escadm", include_str!("escadm.rs")),
     ("known_hosts", include_str!("known_hosts.rs")),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::SignedDuration;
 
 use super::conditions::{self, Desired};
+pub use super::report::{PlannedEvent, Problem};
 use crate::api::{
     EscClusterSpec, EscClusterStatus, EscNodeStatus, HolderKind, MaintenanceHolder, NodeRole,
     OpMode as StatusMode, ServicesState, Time, Topology,
@@ -85,24 +86,6 @@ impl AnnotationRequest {
     }
 }
 
-/// Why something could not be seen or done, in the two forms the status needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// Short, stable, CamelCase: a condition reason and a metric label.
-    pub reason: String,
-    /// What happened and what to do; never a secret.
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// What one node answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeAnswer {
@@ -143,31 +126,6 @@ impl ModeAction {
 pub enum ActionOutcome {
     Done(ModeAction),
     Failed(ModeAction, Problem),
-}
-
-/// An Event to publish on the EscCluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedEvent {
-    pub warning: bool,
-    pub reason: String,
-    pub note: String,
-}
-
-impl PlannedEvent {
-    fn normal(reason: &str, note: impl Into<String>) -> Self {
-        PlannedEvent {
-            warning: false,
-            reason: reason.to_owned(),
-            note: note.into(),
-        }
-    }
-    fn warning(reason: &str, note: impl Into<String>) -> Self {
-        PlannedEvent {
-            warning: true,
-            reason: reason.to_owned(),
-            note: note.into(),
-        }
-    }
 }
 
 /// Everything [`plan`] looks at.

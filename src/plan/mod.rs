@@ -6,5 +6,7 @@
 //! escadm values). Must not import a Kubernetes client, tokio, russh, or anything above it
 //! (`controller`, `runtime`, `cli`); `tests/layering.rs` holds that.
 
+pub mod backup;
 pub mod cluster;
 pub mod conditions;
+pub mod report;

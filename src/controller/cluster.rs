@@ -19,10 +19,11 @@ use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
 use super::context::{Context, jitter};
+use super::nodes::{cluster_key, problem, session_options, target, target_of};
 use super::metrics::{ClusterInfoLabels, ClusterLabels};
 use super::secrets::{self, SshAccess};
 use super::ssh_pool::NodeKey;
-use crate::api::{EscCluster, EscClusterStatus, EscNodeSpec, OpMode as StatusMode, Time};
+use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
 use crate::esc::{DriverError, SessionOptions, SshTarget};
 use crate::plan::cluster::{
     ActionOutcome, AnnotationRequest, ClusterInput, ClusterPlan, MAINTENANCE,
@@ -166,7 +167,7 @@ async fn converge(
         generation: cluster.meta().generation,
         previous,
         annotation,
-        other_requests: Vec::new(),
+        other_requests: ctx.runs.holders(&namespace, &cluster.name_any()),
         probes,
         outcome: None,
         now,
@@ -225,33 +226,6 @@ async fn write_status(
         source,
     })?;
     Ok(())
-}
-
-fn cluster_key(cluster: &EscCluster) -> String {
-    format!(
-        "{}/{}",
-        cluster.namespace().unwrap_or_default(),
-        cluster.name_any()
-    )
-}
-
-fn session_options(cluster: &EscCluster) -> SessionOptions {
-    let timeout: Duration = cluster.spec.ssh.connect_timeout.into();
-    SessionOptions {
-        connect_timeout: timeout,
-        auth_timeout: timeout,
-        sudo: cluster.spec.ssh.sudo,
-        ..SessionOptions::default()
-    }
-}
-
-fn target_of(cluster: &EscCluster, node: &str) -> Option<SshTarget> {
-    let spec = cluster.spec.nodes.iter().find(|n| n.name == node)?;
-    Some(target(cluster, spec))
-}
-
-fn target(cluster: &EscCluster, node: &EscNodeSpec) -> SshTarget {
-    SshTarget::new(node.host.clone(), node.port, cluster.spec.ssh.user.clone())
 }
 
 /// Probes every node at once: `op_mode show` and `status --v` over one connection each.
@@ -433,7 +407,3 @@ fn record_metrics(cluster: &EscCluster, ctx: &Context, status: &EscClusterStatus
         .cluster_observed(&cluster_labels, info, reachable, since);
 }
 
-/// A driver error as a condition reason and message.
-pub fn problem(e: &DriverError) -> Problem {
-    Problem::new(e.reason(), e.to_string())
-}

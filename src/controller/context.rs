@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
 use super::metrics::Metrics;
+use super::runs::RunStores;
 use super::ssh_pool::SshPool;
 
 /// Settings from the command line (and later the chart's values).
@@ -45,6 +46,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub ssh: SshPool,
     pub options: ControllerOptions,
+    /// The backup and restore runs, as watched (who holds a cluster in maintenance).
+    pub runs: RunStores,
     backoff: Backoff,
     /// The status this process last stored per object (by uid). A reconcile can start from a
     /// cached object older than this process's own last write (the watch lags); planning from
@@ -70,6 +73,7 @@ impl Context {
             client,
             metrics,
             options,
+            runs: RunStores::default(),
             backoff: Backoff::default(),
             written: Mutex::default(),
         }

@@ -8,6 +8,8 @@
 pub mod cluster;
 pub mod context;
 pub mod metrics;
+pub mod nodes;
+pub mod runs;
 pub mod secrets;
 pub mod ssh_pool;
 

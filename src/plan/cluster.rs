@@ -39,6 +39,9 @@ pub const DEGRADED: &str = "Degraded";
 pub struct HolderRequest {
     pub kind: HolderKind,
     pub name: String,
+    /// The holder's own `ipt_check` choice (an EscBackup's `spec.iptCheck`), over the
+    /// cluster's `spec.maintenance.iptCheck` when this holder opens the window.
+    pub ipt_check: Option<bool>,
 }
 
 impl HolderRequest {
@@ -82,6 +85,7 @@ impl AnnotationRequest {
         wanted.then(|| HolderRequest {
             kind: HolderKind::Annotation,
             name: MAINTENANCE_ANNOTATION.to_owned(),
+            ipt_check: None,
         })
     }
 }
@@ -316,10 +320,11 @@ pub fn plan(input: &ClusterInput<'_>) -> ClusterPlan {
                 }
                 (_, None) => {
                     let node = roles.mode_node.clone().unwrap_or_default();
-                    action = Some(ModeAction::Enter {
-                        node,
-                        ipt_check: spec.maintenance.ipt_check,
-                    });
+                    let ipt_check = requests
+                        .iter()
+                        .find_map(|r| r.ipt_check)
+                        .unwrap_or(spec.maintenance.ipt_check);
+                    action = Some(ModeAction::Enter { node, ipt_check });
                     Desired::new(MAINTENANCE, false, "Entering", "entering maintenance mode")
                 }
             }

@@ -582,9 +582,32 @@ fn backup_holders_share_the_window_with_the_annotation() {
     input.other_requests = vec![HolderRequest {
         kind: HolderKind::EscBackup,
         name: "nightly".into(),
+        ipt_check: None,
     }];
     let p = plan(&input);
     assert_eq!(p.action, None);
     assert_eq!(p.status.maintenance_holders.len(), 1);
     assert_eq!(p.status.maintenance_holders[0].kind, HolderKind::EscBackup);
+}
+
+#[test]
+fn a_backup_that_opens_the_window_brings_its_own_ipt_check() {
+    for (own, expected) in [(None, true), (Some(false), false), (Some(true), true)] {
+        let w = World::new(Topology::Ha);
+        let mut input = w.input(Ok(ha_operation()), 0);
+        input.other_requests = vec![HolderRequest {
+            kind: HolderKind::EscBackup,
+            name: "nightly".into(),
+            ipt_check: own,
+        }];
+        let p = plan(&input);
+        assert_eq!(
+            p.action,
+            Some(ModeAction::Enter {
+                node: "esc-a".into(),
+                ipt_check: expected
+            }),
+            "{own:?}"
+        );
+    }
 }

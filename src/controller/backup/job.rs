@@ -1,0 +1,350 @@
+//! The mover Job: how it is built (pure: [`mover_job`]) and how a Job and its pod are read back
+//! into what the plan understands ([`job_view`], pure too).
+//!
+//! The pod holds no Kubernetes credentials (`automountServiceAccountToken: false`) and runs
+//! under the restricted Pod Security profile (non-root 65532, read-only root filesystem, no
+//! capabilities, RuntimeDefault seccomp). Secrets reach it only as read-only volumes at the
+//! fixed paths below, which the request names; the request itself travels in one environment
+//! variable and holds no secret. The result comes back through the termination message.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Toleration,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::{Deserialize, Serialize};
+
+use crate::mover::{MoverReport, REQUEST_ENV};
+use crate::plan::backup::{JobView, StoredArtifact};
+use crate::plan::report::Problem;
+
+/// Where the pod finds each Secret (read-only volumes).
+pub const ESC_CREDENTIALS_DIR: &str = "/var/run/esc-mover/esc-credentials";
+pub const ESC_KNOWN_HOSTS_DIR: &str = "/var/run/esc-mover/esc-known-hosts";
+pub const TARGET_CREDENTIALS_DIR: &str = "/var/run/esc-mover/target-credentials";
+pub const TARGET_KNOWN_HOSTS_DIR: &str = "/var/run/esc-mover/target-known-hosts";
+pub const TARGET_CA_DIR: &str = "/var/run/esc-mover/target-ca";
+
+/// The mover's user and group: the distroless `nonroot` user.
+const MOVER_UID: i64 = 65532;
+/// The container's name.
+pub const MOVER_CONTAINER: &str = "mover";
+
+/// Labels of every mover Job and pod.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const BACKUP_LABEL: &str = "escoperator.dev/backup";
+
+/// Where and how mover pods run: the operator's `--mover-template` file (later the chart's
+/// values). Every field has a default that suits a cluster whose pods reach the ESC nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MoverTemplate {
+    /// The mover's image; unset: the image the operator runs from (`ESC_OPERATOR_IMAGE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    #[serde(default = "default_resources")]
+    pub resources: ResourceRequirements,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// For sites where ESC's management network is reachable only from the hosts.
+    #[serde(default)]
+    pub host_network: bool,
+    /// The Job's `activeDeadlineSeconds`: a transfer that takes longer fails.
+    #[serde(default = "default_deadline")]
+    pub active_deadline_seconds: i64,
+    /// The Job's `ttlSecondsAfterFinished` (its pod's logs stay readable until then).
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds_after_finished: i32,
+}
+
+impl Default for MoverTemplate {
+    fn default() -> Self {
+        MoverTemplate {
+            image: None,
+            image_pull_policy: None,
+            resources: default_resources(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            priority_class_name: None,
+            host_network: false,
+            active_deadline_seconds: default_deadline(),
+            ttl_seconds_after_finished: default_ttl(),
+        }
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_owned());
+    ResourceRequirements {
+        // Memory is bounded by the upload's parts in flight (8 MiB × 5 by default).
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), q("100m")),
+            ("memory".to_owned(), q("64Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), q("256Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn default_deadline() -> i64 {
+    6 * 3600
+}
+
+fn default_ttl() -> i32 {
+    24 * 3600
+}
+
+/// The Secrets the mover needs, by name (all in the backup's namespace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoverSecrets {
+    pub esc_credentials: String,
+    pub esc_known_hosts: String,
+    /// S3 credentials or the scp host's credentials; `None`: ambient S3 credentials.
+    pub target_credentials: Option<String>,
+    /// The scp host's known_hosts.
+    pub target_known_hosts: Option<String>,
+    /// The S3 endpoint's CA bundle.
+    pub target_ca: Option<String>,
+}
+
+/// Everything the Job is made of.
+#[derive(Clone, Debug)]
+pub struct MoverJobInput<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    /// The EscBackup: owner of the Job (deleting it deletes the Job).
+    pub owner: OwnerReference,
+    pub backup: &'a str,
+    pub image: &'a str,
+    /// The request's JSON (no secret in it).
+    pub request_json: String,
+    pub secrets: &'a MoverSecrets,
+    pub template: &'a MoverTemplate,
+}
+
+/// The Job. Pure.
+pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "esc-operator".to_owned()),
+        (COMPONENT_LABEL.to_owned(), "mover".to_owned()),
+        (MANAGED_BY_LABEL.to_owned(), "esc-operator".to_owned()),
+        (BACKUP_LABEL.to_owned(), input.backup.to_owned()),
+    ]);
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut mount = |volume: &str, secret: &str, path: &str| {
+        volumes.push(Volume {
+            name: volume.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_owned()),
+                // Group-readable: the kubelet gives the files to the pod's fsGroup.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume.to_owned(),
+            mount_path: path.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    };
+    let s = input.secrets;
+    mount("esc-credentials", &s.esc_credentials, ESC_CREDENTIALS_DIR);
+    mount("esc-known-hosts", &s.esc_known_hosts, ESC_KNOWN_HOSTS_DIR);
+    if let Some(name) = &s.target_credentials {
+        mount("target-credentials", name, TARGET_CREDENTIALS_DIR);
+    }
+    if let Some(name) = &s.target_known_hosts {
+        mount("target-known-hosts", name, TARGET_KNOWN_HOSTS_DIR);
+    }
+    if let Some(name) = &s.target_ca {
+        mount("target-ca", name, TARGET_CA_DIR);
+    }
+    let t = input.template;
+    let container = Container {
+        name: MOVER_CONTAINER.to_owned(),
+        image: Some(input.image.to_owned()),
+        image_pull_policy: t.image_pull_policy.clone(),
+        args: Some(vec![
+            "mover".to_owned(),
+            "backup".to_owned(),
+            "--log-format".to_owned(),
+            "json".to_owned(),
+        ]),
+        env: Some(vec![EnvVar {
+            name: REQUEST_ENV.to_owned(),
+            value: Some(input.request_json.clone()),
+            value_from: None,
+        }]),
+        resources: Some(t.resources.clone()),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(MOVER_UID),
+            run_as_group: Some(MOVER_UID),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("File".to_owned()),
+        ..Container::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(input.name.to_owned()),
+            namespace: Some(input.namespace.to_owned()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![input.owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            // One attempt: a retry would repeat the whole transfer; the operator decides.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(t.active_deadline_seconds),
+            ttl_seconds_after_finished: Some(t.ttl_seconds_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    host_network: t.host_network.then_some(true),
+                    dns_policy: t
+                        .host_network
+                        .then(|| "ClusterFirstWithHostNet".to_owned()),
+                    node_selector: (!t.node_selector.is_empty())
+                        .then(|| t.node_selector.clone()),
+                    tolerations: (!t.tolerations.is_empty()).then(|| t.tolerations.clone()),
+                    priority_class_name: t.priority_class_name.clone(),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(MOVER_UID),
+                        run_as_group: Some(MOVER_UID),
+                        fs_group: Some(MOVER_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// What the Job is doing, from the Job and (once it ended) its pod. Pure. Fail closed: a Job
+/// is `Succeeded` only when it completed *and* its pod's termination message is a mover report
+/// that says so.
+pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let is = |type_: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    let terminated = pod.and_then(|p| {
+        p.status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == MOVER_CONTAINER)?
+            .state
+            .as_ref()?
+            .terminated
+            .clone()
+    });
+    let report = terminated
+        .as_ref()
+        .and_then(|t| t.message.as_deref())
+        .map(|m| serde_json::from_str::<MoverReport>(m.trim()));
+    if is("Complete").is_some() {
+        return match report {
+            Some(Ok(MoverReport::Succeeded {
+                uri, size, sha256, ..
+            })) => JobView::Succeeded(StoredArtifact {
+                uri,
+                size,
+                sha256: sha256.to_string(),
+            }),
+            Some(Ok(MoverReport::Failed {
+                reason, message, ..
+            })) => JobView::Failed(Problem::new(reason, message)),
+            Some(Err(e)) => JobView::Failed(Problem::new(
+                "MoverReportUnreadable",
+                format!("the mover Job completed but its report is not understood: {e}"),
+            )),
+            None if pod.is_none() => JobView::Running(None),
+            None => JobView::Failed(Problem::new(
+                "MoverReportMissing",
+                "the mover Job completed without a report in its termination message",
+            )),
+        };
+    }
+    if let Some(failed) = is("Failed") {
+        if let Some(Ok(MoverReport::Failed {
+            reason, message, ..
+        })) = report
+        {
+            return JobView::Failed(Problem::new(reason, message));
+        }
+        let container = terminated
+            .as_ref()
+            .and_then(|t| t.reason.clone())
+            .map(|r| format!("; the mover container ended with {r}"))
+            .unwrap_or_default();
+        let reason = match terminated.as_ref().and_then(|t| t.reason.as_deref()) {
+            Some("OOMKilled") => "MoverOOMKilled".to_owned(),
+            _ => format!("Mover{}", failed.reason.clone().unwrap_or_else(|| "Failed".into())),
+        };
+        return JobView::Failed(Problem::new(
+            reason,
+            format!(
+                "the mover Job failed ({}: {}){container}; see `kubectl logs job/{}`",
+                failed.reason.as_deref().unwrap_or("Failed"),
+                failed.message.as_deref().unwrap_or(""),
+                job.metadata.name.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    JobView::Running(None)
+}
+
+#[cfg(test)]
+mod tests;

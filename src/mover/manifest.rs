@@ -300,6 +300,13 @@ impl Manifest {
 
     /// The rules beyond the schema: each one is a way a reader could otherwise be misled.
     pub fn validate(&self) -> Result<(), ManifestError> {
+        let node_names = self.validate_header()?;
+        self.validate_members(&node_names)
+    }
+
+    /// The rules on everything but the members (a mover request's manifest has none yet);
+    /// returns the node names.
+    pub(crate) fn validate_header(&self) -> Result<HashSet<&str>, ManifestError> {
         check_name("cluster namespace", &self.cluster.namespace)?;
         check_name("cluster name", &self.cluster.name)?;
         if self.nodes.is_empty() {
@@ -318,6 +325,10 @@ impl Manifest {
         if self.finished_at < self.created_at {
             return Err(ManifestError::invalid("finishedAt is before createdAt"));
         }
+        Ok(node_names)
+    }
+
+    fn validate_members(&self, node_names: &HashSet<&str>) -> Result<(), ManifestError> {
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
         for m in &self.members {
@@ -401,7 +412,7 @@ fn check_path(path: &str) -> Result<(), ManifestError> {
 }
 
 /// `Sha256Digest` as 64 lower-case hex digits.
-mod digest_hex {
+pub(crate) mod digest_hex {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Sha256Digest, s: S) -> Result<S::Ok, S::Error> {

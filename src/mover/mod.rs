@@ -8,6 +8,8 @@
 //! uses [`crate::esc`] and [`crate::api`] types, never the controllers, plans, runtime, command
 //! line or a Kubernetes client):
 //! ```text
+//! request  → manifest, esc (RemotePath), api (storage)   (the Job's input; pure)
+//! report   → manifest, esc (Sha256Digest)               (the Job's output; pure)
 //! archive  → manifest, tar, esc (Sha256Digest)          (the streams: writer and reader)
 //! tar      → nothing                                     (the ustar/PAX encoding; pure)
 //! manifest → esc (vocabulary), api (Time)                (the schema; pure)
@@ -45,6 +47,8 @@
 
 pub mod archive;
 pub mod manifest;
+pub mod report;
+pub mod request;
 mod tar;
 
 pub use archive::{
@@ -54,4 +58,9 @@ pub use archive::{
 pub use manifest::{
     ClusterRef, FORMAT_VERSION, MANIFEST_PATH, Manifest, ManifestError, Member, MemberKind,
     NodeEntry, NodeRole, parse_manifest,
+};
+pub use report::{MoverReport, MoverStep, ProgressLine};
+pub use request::{
+    MemberSource, MoverRequest, MoverSsh, REQUEST_ENV, REQUEST_VERSION, RequestError, S3Sink,
+    SftpSink, SinkSpec,
 };

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Failure;
+use crate::controller::backup::job::MoverTemplate;
 use crate::controller::{ControllerOptions, WatchScope};
 use crate::runtime::leader::LeaderConfig;
 use crate::runtime::telemetry::{self, LogFormat};
@@ -53,6 +54,16 @@ pub(super) struct RunArgs {
     /// When a deleted EscCluster's ESC cannot be returned to operation, give up after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     release_timeout: Duration,
+    /// The directory on the ESC nodes where backup and restore runs keep their temporary files.
+    #[arg(long, default_value = "/var/tmp/esc-operator")]
+    run_directory: String,
+    /// A YAML file: how mover pods run (image, resources, nodeSelector, tolerations,
+    /// priorityClassName, hostNetwork, activeDeadlineSeconds, ttlSecondsAfterFinished).
+    #[arg(long, env = "MOVER_TEMPLATE")]
+    mover_template: Option<std::path::PathBuf>,
+    /// The image the operator runs from: the mover's image unless the template names one.
+    #[arg(long, env = "ESC_OPERATOR_IMAGE")]
+    operator_image: Option<String>,
 }
 
 pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
@@ -63,6 +74,15 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
+    let mover = match &args.mover_template {
+        None => MoverTemplate::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("read the mover template {}: {e}", path.display()))?;
+            serde_norway::from_str(&text)
+                .map_err(|e| format!("the mover template {}: {e}", path.display()))?
+        }
+    };
     let config = OperatorConfig {
         scope: if namespaces.is_empty() {
             WatchScope::All
@@ -81,6 +101,9 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
             max_concurrent_connects: args.max_concurrent_connects,
             release_timeout: args.release_timeout,
             max_concurrent_reconciles: args.max_concurrent_reconciles,
+            run_directory: args.run_directory,
+            mover,
+            operator_image: args.operator_image.filter(|i| !i.trim().is_empty()),
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,8 +19,8 @@ use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
 use super::context::{Context, jitter};
-use super::nodes::{cluster_key, problem, session_options, target, target_of};
 use super::metrics::{ClusterInfoLabels, ClusterLabels};
+use super::nodes::{cluster_key, problem, session_options, target, target_of};
 use super::secrets::{self, SshAccess};
 use super::ssh_pool::NodeKey;
 use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
@@ -406,4 +406,3 @@ fn record_metrics(cluster: &EscCluster, ctx: &Context, status: &EscClusterStatus
     ctx.metrics
         .cluster_observed(&cluster_labels, info, reachable, since);
 }
-

@@ -9,6 +9,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
+use super::backup::job::MoverTemplate;
 use super::metrics::Metrics;
 use super::runs::RunStores;
 use super::ssh_pool::SshPool;
@@ -26,6 +27,12 @@ pub struct ControllerOptions {
     /// At most this many reconciles at once per watched scope (each may hold an API connection
     /// and an SSH exchange).
     pub max_concurrent_reconciles: u16,
+    /// The directory on the ESC nodes where backup and restore runs keep their files.
+    pub run_directory: String,
+    /// How mover pods run.
+    pub mover: MoverTemplate,
+    /// The image the operator runs from (the mover's default image).
+    pub operator_image: Option<String>,
 }
 
 impl Default for ControllerOptions {
@@ -35,6 +42,9 @@ impl Default for ControllerOptions {
             max_concurrent_connects: 16,
             release_timeout: Duration::from_secs(300),
             max_concurrent_reconciles: 32,
+            run_directory: "/var/tmp/esc-operator".to_owned(),
+            mover: MoverTemplate::default(),
+            operator_image: None,
         }
     }
 }

@@ -43,7 +43,35 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunFailureLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub reason: String,
+}
+
 type DurationHistogram = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+type ClusterHistogram = Family<ClusterLabels, Histogram, fn() -> Histogram>;
+
+fn backup_buckets() -> Histogram {
+    // 1 s … ~4.5 h: a backup of a small simulator takes seconds, of a large ESC hours.
+    Histogram::new(exponential_buckets(1.0, 2.0, 15))
+}
+
+fn window_buckets() -> Histogram {
+    // 0.25 s … ~68 min: the maintenance window around `escadm backup`.
+    Histogram::new(exponential_buckets(0.25, 2.0, 15))
+}
+
+/// How a backup run ended, for its metrics.
+pub struct BackupOutcome<'a> {
+    pub succeeded: bool,
+    pub reason: &'a str,
+    pub seconds: f64,
+    pub bytes: Option<u64>,
+    pub maintenance_seconds: Option<f64>,
+    pub finished_at: SystemTime,
+}
 
 fn reconcile_buckets() -> Histogram {
     // 5 ms … ~80 s: a probe over SSH takes tens of milliseconds, a stuck one its timeout.
@@ -63,6 +91,13 @@ pub struct Metrics {
     reconcile_duration: DurationHistogram,
     ssh_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     ssh_connects: Counter<u64, AtomicU64>,
+    backups: Family<ClusterLabels, Counter>,
+    backup_failures: Family<RunFailureLabels, Counter>,
+    failure_reasons: Mutex<HashMap<ClusterLabels, std::collections::BTreeSet<String>>>,
+    backup_duration: ClusterHistogram,
+    backup_bytes: Family<ClusterLabels, Gauge>,
+    backup_last_success: Family<ClusterLabels, Gauge>,
+    backup_maintenance: ClusterHistogram,
 }
 
 impl Metrics {
@@ -79,7 +114,44 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             ssh_connections: Gauge::default(),
             ssh_connects: Counter::default(),
+            backups: Family::default(),
+            backup_failures: Family::default(),
+            failure_reasons: Mutex::default(),
+            backup_duration: Family::new_with_constructor(backup_buckets),
+            backup_bytes: Family::default(),
+            backup_last_success: Family::default(),
+            backup_maintenance: Family::new_with_constructor(window_buckets),
         };
+        registry.register(
+            "esc_backup",
+            "EscBackup runs finished, per cluster",
+            m.backups.clone(),
+        );
+        registry.register(
+            "esc_backup_failure",
+            "EscBackup runs that failed, per cluster and reason",
+            m.backup_failures.clone(),
+        );
+        registry.register(
+            "esc_backup_duration_seconds",
+            "How long EscBackup runs took, start to end, per cluster",
+            m.backup_duration.clone(),
+        );
+        registry.register(
+            "esc_backup_bytes",
+            "Size of the last stored and verified backup artifact, per cluster",
+            m.backup_bytes.clone(),
+        );
+        registry.register(
+            "esc_backup_last_success_timestamp_seconds",
+            "When the last successful backup of the cluster finished (Unix time)",
+            m.backup_last_success.clone(),
+        );
+        registry.register(
+            "esc_backup_maintenance_seconds",
+            "How long a backup held ESC in maintenance mode (the window around escadm backup)",
+            m.backup_maintenance.clone(),
+        );
         registry.register(
             "esc_cluster_info",
             "One series per EscCluster with its topology, ESC version and MASTER as labels (value 1)",
@@ -181,6 +253,67 @@ impl Metrics {
         self.cluster_reachable.remove(cluster);
         self.cluster_maintenance.remove(cluster);
         self.maintenance_since.set(cluster, None);
+        self.backups.remove(cluster);
+        self.backup_duration.remove(cluster);
+        self.backup_bytes.remove(cluster);
+        self.backup_last_success.remove(cluster);
+        self.backup_maintenance.remove(cluster);
+        // Failure series carry a reason label: drop every one this cluster has.
+        let reasons = self
+            .failure_reasons
+            .lock()
+            .expect("metrics lock")
+            .remove(cluster)
+            .unwrap_or_default();
+        for reason in reasons {
+            self.backup_failures.remove(&RunFailureLabels {
+                namespace: cluster.namespace.clone(),
+                cluster: cluster.name.clone(),
+                reason,
+            });
+        }
+    }
+
+    /// Records a backup run that ended.
+    pub fn backup_finished(&self, cluster: &ClusterLabels, outcome: &BackupOutcome<'_>) {
+        self.backups.get_or_create(cluster).inc();
+        self.backup_duration
+            .get_or_create(cluster)
+            .observe(outcome.seconds);
+        if let Some(window) = outcome.maintenance_seconds {
+            self.backup_maintenance
+                .get_or_create(cluster)
+                .observe(window);
+        }
+        if outcome.succeeded {
+            if let Some(bytes) = outcome.bytes {
+                self.backup_bytes
+                    .get_or_create(cluster)
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            let at = outcome
+                .finished_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            self.backup_last_success
+                .get_or_create(cluster)
+                .set(i64::try_from(at).unwrap_or(i64::MAX));
+        } else {
+            self.failure_reasons
+                .lock()
+                .expect("metrics lock")
+                .entry(cluster.clone())
+                .or_default()
+                .insert(outcome.reason.to_owned());
+            self.backup_failures
+                .get_or_create(&RunFailureLabels {
+                    namespace: cluster.namespace.clone(),
+                    cluster: cluster.name.clone(),
+                    reason: outcome.reason.to_owned(),
+                })
+                .inc();
+        }
     }
 
     pub fn ssh_connection_opened(&self) {

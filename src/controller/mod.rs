@@ -5,6 +5,7 @@
 //! [`crate::plan`], [`crate::api`], [`crate::esc`] and the Kubernetes client; never
 //! [`crate::runtime`] or [`crate::cli`].
 
+pub mod backup;
 pub mod cluster;
 pub mod context;
 pub mod metrics;
@@ -20,8 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use context::{Context, ControllerOptions};
+use futures::future::BoxFuture;
 use futures::future::join_all;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -29,7 +32,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::api::EscCluster;
+use crate::api::{EscBackup, EscCluster};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +95,35 @@ fn clusters_using(
         .collect()
 }
 
+/// The EscCluster a run names.
+fn cluster_of(
+    backup: &DeserializeGuard<EscBackup>,
+) -> Option<ObjectRef<DeserializeGuard<EscCluster>>> {
+    let run = backup.0.as_ref().ok()?;
+    Some(ObjectRef::new(&run.spec.cluster_ref.name).within(&backup.namespace().unwrap_or_default()))
+}
+
+/// The unfinished runs on `cluster` (its status changes wake them: the maintenance window).
+fn runs_on(
+    store: &Store<DeserializeGuard<EscBackup>>,
+    cluster: &DeserializeGuard<EscCluster>,
+) -> Vec<ObjectRef<DeserializeGuard<EscBackup>>> {
+    let namespace = cluster.namespace();
+    let name = cluster.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == namespace)
+        .filter(|b| {
+            b.0.as_ref().is_ok_and(|b| {
+                b.spec.cluster_ref.name == name
+                    && !b.status.as_ref().is_some_and(crate::plan::backup::finished)
+            })
+        })
+        .map(|b| ObjectRef::from_obj(&**b))
+        .collect()
+}
+
 /// Runs every controller until `shutdown` completes; in-flight reconciles finish first.
 /// `on_synced` runs once every watch has listed its objects (readiness).
 pub async fn run(
@@ -100,19 +132,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
     on_synced: impl FnOnce() + Send + 'static,
 ) {
-    let mut controllers = Vec::new();
-    let mut stores = Vec::new();
+    let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
+    let mut ready: Vec<BoxFuture<'static, ()>> = Vec::new();
     let cluster_apis = scope.apis::<DeserializeGuard<EscCluster>>(&ctx.client);
     let secret_apis = scope.apis::<Secret>(&ctx.client);
-    for (clusters, secrets) in cluster_apis.into_iter().zip(secret_apis) {
+    let backup_apis = scope.apis::<DeserializeGuard<EscBackup>>(&ctx.client);
+    let job_apis = scope.apis::<Job>(&ctx.client);
+    for (((clusters, secrets), backups), jobs) in cluster_apis
+        .into_iter()
+        .zip(secret_apis)
+        .zip(backup_apis)
+        .zip(job_apis)
+    {
+        // The runs as the EscCluster controller sees them: who holds maintenance. A change of a
+        // run's status reconciles its cluster (the holder comes and goes with the run's step).
+        let (holders, holders_writer) = reflector::store();
+        ctx.runs.add_backups(holders.clone());
+        ready.push(wait_ready(holders));
+        let run_changes = watcher(backups.clone(), watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(holders_writer)
+            .touched_objects();
+
         let (reader, writer) = reflector::store();
-        let stream = watcher(clusters, watcher::Config::default().any_semantic())
+        let stream = watcher(clusters.clone(), watcher::Config::default().any_semantic())
             .default_backoff()
             .reflect(writer)
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
         let for_secrets = reader.clone();
-        stores.push(reader.clone());
+        ready.push(wait_ready(reader.clone()));
         // Changes only: the initial list of every Secret would trigger a second reconcile of
         // each cluster at start-up, on a cached copy older than the first one's writes.
         let secret_changes = watcher(secrets, watcher::Config::default().any_semantic())
@@ -123,10 +172,11 @@ pub async fn run(
                     _ => None,
                 })
             });
-        let controller = Controller::for_stream(stream, reader)
+        let cluster_controller = Controller::for_stream(stream, reader)
             .watches_stream(secret_changes, move |secret| {
                 clusters_using(&for_secrets, &secret)
             })
+            .watches_stream(run_changes, |backup| cluster_of(&backup))
             // Bounded: 500 clusters reconciling at once would each open an API connection.
             .with_config(
                 kube::runtime::controller::Config::default()
@@ -134,17 +184,42 @@ pub async fn run(
             )
             .graceful_shutdown_on(shutdown.clone())
             .run(cluster::reconcile, cluster::error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "controller event");
-                }
-            });
-        controllers.push(controller);
+            .for_each(log_event);
+        controllers.push(cluster_controller.boxed());
+
+        // The EscBackup controller: its runs, their mover Jobs, and their clusters (a cluster's
+        // status shows when the maintenance window opened and closed).
+        let (runs, runs_writer) = reflector::store();
+        let backup_stream = watcher(backups, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(runs_writer)
+            .applied_objects();
+        ready.push(wait_ready(runs.clone()));
+        let for_clusters = runs.clone();
+        let cluster_changes = watcher(clusters, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .applied_objects();
+        let backup_controller = Controller::for_stream(backup_stream, runs)
+            .owns(
+                jobs,
+                watcher::Config::default()
+                    .labels(MOVER_JOB_SELECTOR)
+                    .any_semantic(),
+            )
+            .watches_stream(cluster_changes, move |cluster| {
+                runs_on(&for_clusters, &cluster)
+            })
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(ctx.options.max_concurrent_reconciles),
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(backup::reconcile, backup::error_policy, ctx.clone())
+            .for_each(log_event);
+        controllers.push(backup_controller.boxed());
     }
     let sync = async move {
-        for store in stores {
-            let _ = store.wait_until_ready().await;
-        }
+        join_all(ready).await;
         on_synced();
     };
     let reaper = {
@@ -169,4 +244,25 @@ pub async fn run(
         _ = reaper => {}
     }
     ctx.ssh.close_all().await;
+}
+
+/// The mover Jobs this operator made (its own label selector: other Jobs are not watched).
+const MOVER_JOB_SELECTOR: &str =
+    "app.kubernetes.io/component=mover,app.kubernetes.io/managed-by=esc-operator";
+
+fn wait_ready<K>(store: Store<K>) -> BoxFuture<'static, ()>
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    async move {
+        let _ = store.wait_until_ready().await;
+    }
+    .boxed()
+}
+
+async fn log_event<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "controller event");
+    }
 }

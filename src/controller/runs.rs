@@ -23,6 +23,16 @@ impl RunStores {
         self.backups.lock().expect("run stores lock").push(store);
     }
 
+    /// Every EscBackup the caches hold (the ones that deserialize).
+    pub fn backups(&self) -> Vec<EscBackup> {
+        let stores = self.backups.lock().expect("run stores lock");
+        stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|b| b.0.as_ref().ok().cloned())
+            .collect()
+    }
+
     /// The runs that hold EscCluster `namespace/cluster` in maintenance now.
     pub fn holders(&self, namespace: &str, cluster: &str) -> Vec<HolderRequest> {
         let stores = self.backups.lock().expect("run stores lock");

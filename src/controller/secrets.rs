@@ -70,6 +70,41 @@ pub async fn load(
     })
 }
 
+/// Reads Secret `namespace/name`, named in the object's field `field` (for the error).
+pub async fn read(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    field: &str,
+) -> Result<Secret, Problem> {
+    get(
+        &Api::namespaced(client.clone(), namespace),
+        namespace,
+        name,
+        field,
+    )
+    .await
+}
+
+/// The UTF-8 text at `key` of a Secret's data, if present and non-empty.
+pub fn text_of(
+    namespace: &str,
+    name: &str,
+    data: &Option<BTreeMap<String, ByteString>>,
+    key: &str,
+) -> Result<Option<String>, Problem> {
+    let Some(raw) = data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(raw.0.clone()).map_err(|_| {
+        Problem::new(
+            "SecretInvalid",
+            format!("Secret {namespace}/{name}: key {key} is not UTF-8 text"),
+        )
+    })?;
+    Ok((!text.trim().is_empty()).then_some(text))
+}
+
 async fn get(
     api: &Api<Secret>,
     namespace: &str,

@@ -428,6 +428,15 @@ impl EscNode {
         parse::parse_log_collect(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
+    /// The result of a detached `escadm stop` that exited with `code` (check the services with
+    /// [`EscNode::status`] afterwards: stop's own word is not proof).
+    pub async fn finish_stop(&self, run: &RunDir, code: i32) -> Result<(), DriverError> {
+        let out = self
+            .detached_output(run, &EscadmCommand::Stop, code)
+            .await?;
+        parse::parse_stop(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
     /// Removes a detached run's directory with everything in it.
     pub async fn remove_run(&self, run: &RunDir) -> Result<(), DriverError> {
         self.session

@@ -90,6 +90,19 @@ pub enum RemoteOutcome {
     Finished(Vec<NodeFile>),
     /// Failed, was lost, or its output was not understood.
     Failed(Problem),
+    /// The node could not be asked (connection refused, timed out): the run itself may well go
+    /// on there. Asked again until the step's time is up.
+    Unreachable(Problem),
+}
+
+/// How long a detached escadm step may take before the run gives up on it (the driver's
+/// timeouts for the same commands run attached).
+pub fn step_timeout(command: RemoteCommand) -> Duration {
+    match command {
+        RemoteCommand::LogCollect => Duration::from_secs(15 * 60),
+        RemoteCommand::Backup => Duration::from_secs(30 * 60),
+        RemoteCommand::Stop => Duration::from_secs(10 * 60),
+    }
 }
 
 /// The mover Job, as seen.
@@ -215,6 +228,15 @@ pub fn run_name(uid: &str, step: BackupStep) -> String {
         other => return format!("esc-backup-{short}-{other:?}").to_lowercase(),
     };
     format!("esc-backup-{short}-{step}")
+}
+
+/// The escadm command of a remote step.
+fn remote_command(step: BackupStep) -> RemoteCommand {
+    match step {
+        BackupStep::BackupDatabase => RemoteCommand::Backup,
+        BackupStep::StopStandby | BackupStep::StopMaster => RemoteCommand::Stop,
+        _ => RemoteCommand::LogCollect,
+    }
 }
 
 /// The mover Job's name: the EscBackup's name, cut so the Job's pods stay within 63 characters.
@@ -437,8 +459,27 @@ impl Planner<'_, '_> {
                 });
             }
             Some(Observed::Remote(RemoteOutcome::Failed(problem))) => self.fail(problem.clone()),
-            Some(Observed::Remote(RemoteOutcome::Running)) => {
-                self.requeue = Some(Duration::from_secs(2));
+            Some(Observed::Remote(
+                outcome @ (RemoteOutcome::Running | RemoteOutcome::Unreachable(_)),
+            )) => {
+                let limit = step_timeout(remote_command(step));
+                if self.step_age() >= limit {
+                    let last = match outcome {
+                        RemoteOutcome::Unreachable(p) => format!("; last: {}", p.message),
+                        _ => String::new(),
+                    };
+                    return self.fail(Problem::new(
+                        "StepTimedOut",
+                        format!(
+                            "{step:?} did not finish within {} minutes{last}",
+                            limit.as_secs() / 60
+                        ),
+                    ));
+                }
+                self.requeue = Some(match outcome {
+                    RemoteOutcome::Running => Duration::from_secs(2),
+                    _ => Duration::from_secs(10),
+                });
             }
             _ => self.remote_action(step),
         }
@@ -454,11 +495,7 @@ impl Planner<'_, '_> {
                 ),
             ));
         };
-        let command = match step {
-            BackupStep::BackupDatabase => RemoteCommand::Backup,
-            BackupStep::StopStandby | BackupStep::StopMaster => RemoteCommand::Stop,
-            _ => RemoteCommand::LogCollect,
-        };
+        let command = remote_command(step);
         self.action = Some(BackupAction::Remote {
             node,
             run: run_name(self.input.uid, step),

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Toleration,
-    Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -137,7 +137,10 @@ pub struct MoverJobInput<'a> {
 /// The Job. Pure.
 pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
     let labels = BTreeMap::from([
-        ("app.kubernetes.io/name".to_owned(), "esc-operator".to_owned()),
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "esc-operator".to_owned(),
+        ),
         (COMPONENT_LABEL.to_owned(), "mover".to_owned()),
         (MANAGED_BY_LABEL.to_owned(), "esc-operator".to_owned()),
         (BACKUP_LABEL.to_owned(), input.backup.to_owned()),
@@ -234,11 +237,8 @@ pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     host_network: t.host_network.then_some(true),
-                    dns_policy: t
-                        .host_network
-                        .then(|| "ClusterFirstWithHostNet".to_owned()),
-                    node_selector: (!t.node_selector.is_empty())
-                        .then(|| t.node_selector.clone()),
+                    dns_policy: t.host_network.then(|| "ClusterFirstWithHostNet".to_owned()),
+                    node_selector: (!t.node_selector.is_empty()).then(|| t.node_selector.clone()),
                     tolerations: (!t.tolerations.is_empty()).then(|| t.tolerations.clone()),
                     priority_class_name: t.priority_class_name.clone(),
                     security_context: Some(PodSecurityContext {
@@ -331,7 +331,10 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
             .unwrap_or_default();
         let reason = match terminated.as_ref().and_then(|t| t.reason.as_deref()) {
             Some("OOMKilled") => "MoverOOMKilled".to_owned(),
-            _ => format!("Mover{}", failed.reason.clone().unwrap_or_else(|| "Failed".into())),
+            _ => format!(
+                "Mover{}",
+                failed.reason.clone().unwrap_or_else(|| "Failed".into())
+            ),
         };
         return JobView::Failed(Problem::new(
             reason,

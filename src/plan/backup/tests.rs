@@ -644,3 +644,34 @@ fn run_and_job_names_are_stable_short_and_distinct() {
     assert!(job.len() <= 52, "{job}");
     assert_eq!(job, mover_job_name(&"a".repeat(253), UID));
 }
+
+#[test]
+fn an_unreachable_node_is_asked_again_until_the_steps_time_is_up() {
+    let mut run = Run::new(spec(true, AfterBackup::Resume), Some(cluster(Topology::Ha)));
+    run.plan(None);
+    assert_eq!(run.step(), Some(BackupStep::CollectStandbyLogs));
+    let unreachable = || {
+        Some(Observed::Remote(RemoteOutcome::Unreachable(Problem::new(
+            "ConnectTimeout",
+            "esc-b:22 did not answer",
+        ))))
+    };
+    let p = run.plan(unreachable());
+    assert_eq!(run.step(), Some(BackupStep::CollectStandbyLogs));
+    assert!(p.requeue.is_some() && p.action.is_none());
+    run.clock += step_timeout(RemoteCommand::LogCollect).as_secs() as i64;
+    run.plan(unreachable());
+    let failure = run.status.failure.clone().unwrap();
+    assert_eq!(failure.reason, "StepTimedOut");
+    assert!(
+        failure.message.contains("did not answer"),
+        "{}",
+        failure.message
+    );
+    // A run stuck on the node times out the same way.
+    let mut stuck = Run::new(spec(true, AfterBackup::Resume), Some(cluster(Topology::Ha)));
+    stuck.plan(None);
+    stuck.clock += step_timeout(RemoteCommand::LogCollect).as_secs() as i64;
+    stuck.plan(Some(Observed::Remote(RemoteOutcome::Running)));
+    assert_eq!(stuck.status.failure.unwrap().reason, "StepTimedOut");
+}

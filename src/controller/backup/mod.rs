@@ -1,0 +1,645 @@
+//! The EscBackup reconciler: gather what [`crate::plan::backup`] needs (the EscCluster, the
+//! queue on it, the Secrets, the last action's outcome), store the status it decides *before*
+//! acting, carry out its one action, and repeat until the plan waits.
+//!
+//! The actions are short: escadm commands run detached on the node and are only started or
+//! polled here ([`remote`]); the transfer runs in the mover Job ([`job`]), created once and
+//! adopted by name after a restart. The maintenance window is the EscCluster controller's to
+//! open and close, from the holder this run's status implies (see [`crate::controller::runs`]).
+//!
+//! A finalizer makes deletion cancel a running backup (holder released, temporary files
+//! removed, Job stopped) and, with `deletionPolicy: Delete`, remove the stored artifact.
+
+pub mod job;
+mod remote;
+pub mod request;
+pub mod target;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info_span};
+
+use self::job::{MoverJobInput, job_view, mover_job};
+use self::request::{RequestInput, Roles, mover_request, sink};
+use super::context::Context;
+use super::metrics::{BackupOutcome, ClusterLabels};
+use super::secrets;
+use crate::api::{
+    EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
+};
+use crate::plan::backup::{
+    BackupAction, BackupInput, BackupPlan, ClusterView, JobView, Observed, current_step, finished,
+    plan,
+};
+use crate::plan::cluster::{DEGRADED, MAINTENANCE, READY};
+use crate::plan::conditions;
+use crate::plan::report::Problem;
+
+/// The controller's name in metrics, logs and Events.
+pub const CONTROLLER: &str = "escbackup";
+/// Held on every EscBackup: deletion cancels the run and applies the deletion policy first.
+pub const FINALIZER: &str = "escoperator.dev/backup";
+/// The field manager of every write this controller makes.
+pub const FIELD_MANAGER: &str = "esc-operator";
+/// At most this many plan → act rounds per reconcile (a run moves through at most a few steps
+/// before it waits for something).
+const ROUNDS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing EscBackup {object}: {source}")]
+    Write {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("EscBackup {object}: {message}")]
+    Pending { object: String, message: String },
+}
+
+impl Error {
+    /// Short and stable: a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Write { .. } => "Write",
+            Error::Pending { .. } => "Pending",
+        }
+    }
+}
+
+/// One reconcile of one EscBackup.
+pub async fn reconcile(
+    guarded: Arc<DeserializeGuard<EscBackup>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = guarded.namespace().unwrap_or_default();
+    let name = guarded.name_any();
+    let span =
+        info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
+    let result = async {
+        let backup = match &guarded.0 {
+            Ok(backup) => backup.clone(),
+            Err(invalid) => {
+                tracing::warn!(error = %invalid.error, "the object does not match this operator's EscBackup type");
+                ctx.publish(&*guarded, true, "InvalidObject", &format!(
+                    "this operator cannot read the object: {}; is the installed CRD from the same release as the operator?",
+                    invalid.error
+                ), "Reconcile").await;
+                return Ok(Action::await_change());
+            }
+        };
+        let deleting = backup.meta().deletion_timestamp.is_some();
+        if !deleting && !backup.finalizers().iter().any(|f| f == FINALIZER) {
+            add_finalizer(&ctx, &backup).await?;
+        }
+        let action = drive(&backup, &ctx, deleting).await?;
+        if deleting {
+            return finalize(&backup, &ctx).await;
+        }
+        Ok(action)
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    result
+}
+
+/// After a failed reconcile: back off this object alone.
+pub fn error_policy(
+    guarded: Arc<DeserializeGuard<EscBackup>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
+    tracing::warn!(namespace = %guarded.namespace().unwrap_or_default(), name = %guarded.name_any(), %error, "reconcile failed");
+    Action::requeue(ctx.backoff(&*guarded, Duration::from_secs(60)))
+}
+
+fn object(backup: &EscBackup) -> String {
+    format!(
+        "{}/{}",
+        backup.namespace().unwrap_or_default(),
+        backup.name_any()
+    )
+}
+
+/// Seconds only, as the API server stores times.
+fn now() -> Time {
+    Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time"))
+}
+
+async fn add_finalizer(ctx: &Context, backup: &EscBackup) -> Result<(), Error> {
+    let api: Api<EscBackup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let mut finalizers = backup.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_owned());
+    // The resourceVersion makes it a compare-and-swap: never drop someone else's finalizer.
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": backup.resource_version(),
+        }
+    });
+    api.patch(
+        &backup.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| Error::Write {
+        object: object(backup),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Deleting: once the run is over (cancelled through its cleanup, or finished before), apply
+/// the deletion policy and let the object go.
+async fn finalize(backup: &EscBackup, ctx: &Context) -> Result<Action, Error> {
+    if !backup.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let status = stored_status(backup, ctx);
+    if !finished(&status) {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    if backup.spec.deletion_policy == crate::api::DeletionPolicy::Delete
+        && let Some(artifact) = &status.artifact
+    {
+        let namespace = backup.namespace().unwrap_or_default();
+        let result = match sink(&backup.spec, &namespace, &backup.name_any()) {
+            Ok(sink) => match target::load(&ctx.client, &namespace, &backup.spec, &sink).await {
+                Ok(access) => target::delete(&access).await,
+                Err(p) => Err(p),
+            },
+            Err(p) => Err(p),
+        };
+        match result {
+            Ok(()) => {
+                ctx.publish(
+                    backup,
+                    false,
+                    "ArtifactDeleted",
+                    &format!(
+                        "deletionPolicy Delete: removed {} and its .sha256 sidecar",
+                        artifact.uri
+                    ),
+                    "Delete",
+                )
+                .await;
+            }
+            Err(problem) => {
+                let waited = backup
+                    .meta()
+                    .deletion_timestamp
+                    .as_ref()
+                    .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
+                    .unwrap_or_default();
+                if waited < ctx.options.release_timeout {
+                    return Err(Error::Pending {
+                        object: object(backup),
+                        message: format!(
+                            "deletionPolicy Delete: removing {} failed, retrying: {}",
+                            artifact.uri, problem.message
+                        ),
+                    });
+                }
+                ctx.publish(
+                    backup,
+                    true,
+                    "ArtifactNotDeleted",
+                    &format!(
+                        "deletionPolicy Delete: {} could not be removed within {:?} ({}); letting \
+                     go: remove it and its .sha256 sidecar by hand",
+                        artifact.uri, ctx.options.release_timeout, problem.message
+                    ),
+                    "Delete",
+                )
+                .await;
+            }
+        }
+    }
+    let api: Api<EscBackup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let finalizers: Vec<String> = backup
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": backup.resource_version()}
+    });
+    api.patch(
+        &backup.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| Error::Write {
+        object: object(backup),
+        source,
+    })?;
+    ctx.forget(backup);
+    Ok(Action::await_change())
+}
+
+/// What the API server holds: this process's last write when it made one.
+fn stored_status(backup: &EscBackup, ctx: &Context) -> EscBackupStatus {
+    ctx.last_written(backup)
+        .unwrap_or_else(|| backup.status.clone().unwrap_or_default())
+}
+
+/// The EscCluster as the plan sees it.
+fn cluster_view(cluster: &EscCluster, backup: &str) -> ClusterView {
+    let status = cluster.status.clone().unwrap_or_default();
+    let ready = conditions::find(&status.conditions, READY);
+    let degraded = conditions::find(&status.conditions, DEGRADED)
+        .filter(|c| c.status == "True")
+        .map(|c| c.message.clone());
+    let master = status.master.clone();
+    let standby = (cluster.spec.topology == Topology::Ha)
+        .then(|| {
+            cluster
+                .spec
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .find(|n| Some(n) != master.as_ref())
+        })
+        .flatten()
+        .filter(|_| master.is_some());
+    let esc_version = status
+        .nodes
+        .iter()
+        .find(|n| Some(&n.name) == master.as_ref())
+        .and_then(|n| n.esc_version.clone());
+    ClusterView {
+        topology: cluster.spec.topology,
+        ready: ready.is_some_and(|c| c.status == "True")
+            && status.observed_generation == cluster.meta().generation,
+        not_ready_message: ready
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "the EscCluster has not been probed yet".to_owned()),
+        degraded,
+        master,
+        standby,
+        esc_version,
+        lists_this_holder: status
+            .maintenance_holders
+            .iter()
+            .any(|h| h.kind == HolderKind::EscBackup && h.name == backup),
+        in_maintenance: status.op_mode == Some(OpMode::Maintenance),
+        maintenance_message: conditions::find(&status.conditions, MAINTENANCE)
+            .map(|c| c.message.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// How many runs on the same cluster go before `backup`: running ones, then pending ones
+/// created earlier (name breaks a tie).
+fn queue_position(ctx: &Context, backup: &EscBackup) -> u32 {
+    let namespace = backup.namespace();
+    let key = |b: &EscBackup| {
+        (
+            b.meta().creation_timestamp.clone().map(|t| t.0),
+            b.name_any(),
+        )
+    };
+    let mine = key(backup);
+    ctx.runs
+        .backups()
+        .into_iter()
+        .filter(|b| b.namespace() == namespace && b.name_any() != backup.name_any())
+        .filter(|b| b.spec.cluster_ref.name == backup.spec.cluster_ref.name)
+        .filter(|b| b.meta().deletion_timestamp.is_none())
+        .filter(|b| {
+            let status = b.status.clone().unwrap_or_default();
+            match status.phase {
+                Some(RunPhase::Running) => true,
+                None | Some(RunPhase::Pending) => key(b) < mine,
+                Some(RunPhase::Succeeded | RunPhase::Failed) => false,
+            }
+        })
+        .count() as u32
+}
+
+/// Plan, store, act, until the plan waits.
+async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Action, Error> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let name = backup.name_any();
+    let uid = backup.uid().unwrap_or_default();
+    let api: Api<EscBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut previous = stored_status(backup, ctx);
+    if finished(&previous) {
+        return Ok(Action::await_change());
+    }
+    let clusters: Api<EscCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let cluster = clusters
+        .get_opt(&backup.spec.cluster_ref.name)
+        .await
+        .map_err(|e| Error::Pending {
+            object: object(backup),
+            message: format!("reading EscCluster {}: {e}", backup.spec.cluster_ref.name),
+        })?;
+    let view = cluster.as_ref().map(|c| cluster_view(c, &name));
+    // The Secrets are checked where the preflight needs them; later steps read them as used.
+    let needs_secrets = matches!(
+        current_step(&previous),
+        None | Some(crate::api::BackupStep::Preflight)
+    ) && !deleting;
+    let secrets = match (&cluster, needs_secrets) {
+        (Some(cluster), true) => check_secrets(ctx, cluster, backup).await,
+        _ => Ok(()),
+    };
+    let queue = queue_position(ctx, backup);
+    let mut observed = None;
+    let mut remote = remote::Remote::new(ctx, cluster.as_ref());
+    for _ in 0..ROUNDS {
+        let input = BackupInput {
+            name: &name,
+            uid: &uid,
+            run_base: &ctx.options.run_directory,
+            spec: &backup.spec,
+            generation: backup.meta().generation,
+            previous: &previous,
+            cluster: view.clone(),
+            queue_position: queue,
+            secrets: secrets.clone(),
+            deleting,
+            observed: observed.take(),
+            now: now(),
+        };
+        let BackupPlan {
+            status,
+            action,
+            events,
+            requeue,
+        } = plan(&input);
+        write_status(&api, backup, &previous, &status).await?;
+        ctx.record_written(backup, &status);
+        if !finished(&previous) && finished(&status) {
+            record_outcome(ctx, backup, &status);
+        }
+        for e in &events {
+            ctx.publish(backup, e.warning, &e.reason, &e.note, "Backup")
+                .await;
+        }
+        previous = status;
+        let Some(action) = action else {
+            return Ok(match requeue {
+                Some(after) => Action::requeue(after),
+                None => Action::await_change(),
+            });
+        };
+        observed = Some(match action {
+            BackupAction::Remote { node, run, command } => {
+                Observed::Remote(remote.run(&node, &run, command).await)
+            }
+            BackupAction::Mover { name: job_name } => Observed::Job(
+                mover(ctx, backup, cluster.as_ref(), &previous, &view, &job_name).await,
+            ),
+            BackupAction::Verify => Observed::Stored(verify(ctx, backup).await),
+            BackupAction::Cleanup { files, stop_mover } => {
+                if let Some(job_name) = stop_mover {
+                    stop_job(ctx, &namespace, &job_name).await;
+                }
+                Observed::Cleaned(remote.cleanup(&files).await)
+            }
+        });
+    }
+    Ok(Action::requeue(Duration::from_secs(1)))
+}
+
+/// The metrics of a run that just ended.
+fn record_outcome(ctx: &Context, backup: &EscBackup, status: &EscBackupStatus) {
+    let seconds = |from: &Option<Time>, to: &Option<Time>| match (from, to) {
+        (Some(a), Some(b)) => Some((b.0.as_second() - a.0.as_second()).max(0) as f64),
+        _ => None,
+    };
+    let succeeded = status.phase == Some(RunPhase::Succeeded);
+    let reason = status
+        .failure
+        .as_ref()
+        .map(|f| f.reason.as_str())
+        .unwrap_or("");
+    let labels = ClusterLabels {
+        namespace: backup.namespace().unwrap_or_default(),
+        name: backup.spec.cluster_ref.name.clone(),
+    };
+    ctx.metrics.backup_finished(
+        &labels,
+        &BackupOutcome {
+            succeeded,
+            reason,
+            seconds: seconds(&status.started_at, &status.completed_at).unwrap_or(0.0),
+            bytes: status.artifact.as_ref().map(|a| a.size.max(0) as u64),
+            maintenance_seconds: status
+                .maintenance
+                .as_ref()
+                .and_then(|w| w.seconds)
+                .map(|s| s as f64),
+            finished_at: std::time::SystemTime::now(),
+        },
+    );
+}
+
+/// Every Secret the run needs exists with its keys: the cluster's SSH Secrets and the target's.
+async fn check_secrets(
+    ctx: &Context,
+    cluster: &EscCluster,
+    backup: &EscBackup,
+) -> Result<(), Problem> {
+    let namespace = backup.namespace().unwrap_or_default();
+    secrets::load(&ctx.client, &namespace, &cluster.spec.ssh).await?;
+    let sink = sink(&backup.spec, &namespace, &backup.name_any())?;
+    target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
+    Ok(())
+}
+
+async fn write_status(
+    api: &Api<EscBackup>,
+    backup: &EscBackup,
+    stored: &EscBackupStatus,
+    status: &EscBackupStatus,
+) -> Result<(), Error> {
+    if stored == status {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": EscBackup::api_version(&()),
+        "kind": EscBackup::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &backup.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Write {
+        object: object(backup),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Creates the mover Job if it does not exist, then reports what it does.
+async fn mover(
+    ctx: &Context,
+    backup: &EscBackup,
+    cluster: Option<&EscCluster>,
+    status: &EscBackupStatus,
+    view: &Option<ClusterView>,
+    job_name: &str,
+) -> JobView {
+    let namespace = backup.namespace().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    match jobs.get_opt(job_name).await {
+        Ok(Some(job)) => {
+            let pod = job_pod(ctx, &namespace, job_name).await;
+            job_view(&job, pod.as_ref())
+        }
+        Ok(None) => match create_job(ctx, backup, cluster, status, view, job_name).await {
+            Ok(()) => JobView::Running(None),
+            Err(problem) => JobView::Failed(problem),
+        },
+        // Transient: look again (the plan waits on a running Job).
+        Err(e) => {
+            tracing::warn!(error = %e, job = job_name, "reading the mover Job");
+            JobView::Running(None)
+        }
+    }
+}
+
+async fn job_pod(ctx: &Context, namespace: &str, job_name: &str) -> Option<Pod> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await
+        .ok()?;
+    // backoffLimit 0: one pod; the newest if the Job controller made another.
+    list.items
+        .into_iter()
+        .max_by_key(|p| p.meta().creation_timestamp.clone().map(|t| t.0))
+}
+
+async fn create_job(
+    ctx: &Context,
+    backup: &EscBackup,
+    cluster: Option<&EscCluster>,
+    status: &EscBackupStatus,
+    view: &Option<ClusterView>,
+    job_name: &str,
+) -> Result<(), Problem> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let (Some(cluster), Some(view)) = (cluster, view) else {
+        return Err(Problem::new(
+            "ClusterNotFound",
+            format!("EscCluster {} is gone", backup.spec.cluster_ref.name),
+        ));
+    };
+    let master = view
+        .master
+        .as_deref()
+        .ok_or_else(|| Problem::new("MasterUnknown", "the EscCluster names no MASTER"))?;
+    let roles = Roles {
+        master,
+        standby: view.standby.as_deref(),
+    };
+    let created_at = status.started_at.clone().unwrap_or_else(now);
+    let request = mover_request(&RequestInput {
+        cluster,
+        spec: &backup.spec,
+        status,
+        namespace: &namespace,
+        backup: &backup.name_any(),
+        roles,
+        esc_version: view.esc_version.as_deref().unwrap_or(""),
+        created_at: &created_at,
+    })?;
+    let request_json = request
+        .to_json()
+        .map_err(|e| Problem::new("MoverRequestInvalid", e.to_string()))?;
+    let template = &ctx.options.mover;
+    let image = template
+        .image
+        .clone()
+        .or_else(|| ctx.options.operator_image.clone())
+        .ok_or_else(|| {
+            Problem::new(
+                "MoverImageUnknown",
+                "the operator knows no image for the mover: set image in its --mover-template \
+                 file or the ESC_OPERATOR_IMAGE environment variable",
+            )
+        })?;
+    let owner = backup
+        .controller_owner_ref(&())
+        .ok_or_else(|| Problem::new("OwnerUnknown", "the EscBackup has no uid yet"))?;
+    let secrets = target::mover_secrets(cluster, &backup.spec);
+    let job = mover_job(&MoverJobInput {
+        name: job_name,
+        namespace: &namespace,
+        owner,
+        backup: &backup.name_any(),
+        image: &image,
+        request_json,
+        secrets: &secrets,
+        template,
+    });
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => {
+            tracing::info!(job = job_name, "created the mover Job");
+            Ok(())
+        }
+        // Created by an earlier attempt whose answer was lost: adopt it.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Problem::new(
+            "MoverJobNotCreated",
+            format!("creating the mover Job {job_name} failed: {e}"),
+        )),
+    }
+}
+
+/// Deletes a mover Job that is still running (cancel or failure); its pod goes with it.
+async fn stop_job(ctx: &Context, namespace: &str, job_name: &str) {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match jobs.get_opt(job_name).await {
+        Ok(Some(job)) => {
+            let done = job
+                .status
+                .as_ref()
+                .is_some_and(|s| s.completion_time.is_some() || s.failed.unwrap_or(0) > 0);
+            if !done && let Err(e) = jobs.delete(job_name, &params).await {
+                tracing::warn!(error = %e, job = job_name, "could not delete the mover Job");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, job = job_name, "reading the mover Job"),
+    }
+}
+
+/// Reads the stored artifact back with the target's credentials.
+async fn verify(
+    ctx: &Context,
+    backup: &EscBackup,
+) -> Result<crate::plan::backup::StoredArtifact, Problem> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let sink = sink(&backup.spec, &namespace, &backup.name_any())?;
+    let access = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
+    target::verify(&access).await
+}

@@ -1,0 +1,253 @@
+//! The run's commands on the ESC nodes: start or poll a detached escadm run, read its result,
+//! and remove what the run left behind. Over the shared SSH pool; the cluster's SSH Secrets are
+//! read once per reconcile, when first needed.
+
+use std::sync::Arc;
+
+use crate::api::{EscCluster, NodeFile, NodeFileKind};
+use crate::controller::context::Context;
+use crate::controller::nodes::{connect, problem};
+use crate::controller::secrets::{self, SshAccess};
+use crate::controller::ssh_pool::NodeKey;
+use crate::esc::{DriverError, EscNode, EscadmCommand, RemotePath, RunDir, RunState};
+use crate::plan::backup::{DATABASE_FILE, RemoteCommand, RemoteOutcome};
+use crate::plan::report::Problem;
+
+/// How `escadm log collect` names its archives (`/var/tmp/esc_log-<timestamp>.tar.bz2`): the
+/// only files removed besides run directories. The path comes from escadm's output, which is
+/// not trusted to name any file.
+fn is_log_archive(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    path.contains("/var/tmp/")
+        && name.starts_with("esc_log")
+        && name.ends_with(".tar.bz2")
+        && !path.split('/').any(|c| c == "..")
+}
+
+pub struct Remote<'a> {
+    ctx: &'a Context,
+    cluster: Option<&'a EscCluster>,
+    access: Option<Result<SshAccess, Problem>>,
+}
+
+impl<'a> Remote<'a> {
+    pub fn new(ctx: &'a Context, cluster: Option<&'a EscCluster>) -> Self {
+        Remote {
+            ctx,
+            cluster,
+            access: None,
+        }
+    }
+
+    async fn node(&mut self, name: &str) -> Result<(NodeKey, Arc<EscNode>), Problem> {
+        let Some(cluster) = self.cluster else {
+            return Err(Problem::new("ClusterNotFound", "the EscCluster is gone"));
+        };
+        if self.access.is_none() {
+            let namespace = kube::ResourceExt::namespace(cluster).unwrap_or_default();
+            self.access =
+                Some(secrets::load(&self.ctx.client, &namespace, &cluster.spec.ssh).await);
+        }
+        let access = match self.access.as_ref().expect("just loaded") {
+            Ok(a) => a,
+            Err(p) => return Err(p.clone()),
+        };
+        connect(self.ctx, cluster, access, name).await
+    }
+
+    fn base(&self) -> Result<RemotePath, Problem> {
+        RemotePath::new(self.ctx.options.run_directory.as_str())
+            .map_err(|e| Problem::new(e.reason(), format!("the operator's --run-directory: {e}")))
+    }
+
+    /// Starts (if needed) or polls the detached run `run` of `command` on `node`.
+    pub async fn run(
+        &mut self,
+        node_name: &str,
+        run: &str,
+        command: RemoteCommand,
+    ) -> RemoteOutcome {
+        let dir = match self.base().and_then(|base| {
+            RunDir::new(&base, run).map_err(|e| Problem::new(e.reason(), e.to_string()))
+        }) {
+            Ok(d) => d,
+            Err(p) => return RemoteOutcome::Failed(p),
+        };
+        let (key, node) = match self.node(node_name).await {
+            Ok(n) => n,
+            Err(p) => return RemoteOutcome::Unreachable(p),
+        };
+        let file = dir.file(DATABASE_FILE);
+        let escadm = match (command, &file) {
+            (RemoteCommand::LogCollect, _) => EscadmCommand::LogCollect,
+            (RemoteCommand::Stop, _) => EscadmCommand::Stop,
+            (RemoteCommand::Backup, Ok(file)) => EscadmCommand::Backup { file: file.clone() },
+            (RemoteCommand::Backup, Err(e)) => {
+                return RemoteOutcome::Failed(Problem::new(e.reason(), e.to_string()));
+            }
+        };
+        let outcome = async {
+            match node.poll_detached(&dir).await? {
+                RunState::Absent => {
+                    node.start_detached(&dir, &escadm).await?;
+                    Ok(RemoteOutcome::Running)
+                }
+                RunState::Running => Ok(RemoteOutcome::Running),
+                RunState::Lost => Ok(RemoteOutcome::Failed(Problem::new(
+                    "RunLost",
+                    format!(
+                        "`{}` on {node_name} ended without an exit code (the node rebooted, or the \
+                         process was killed); its output is in {}",
+                        escadm.name(),
+                        dir.path()
+                    ),
+                ))),
+                RunState::Exited(code) => self.finish(&node, node_name, &dir, command, code).await,
+            }
+        }
+        .await;
+        match outcome {
+            Ok(o) => o,
+            Err(e @ DriverError::Ssh(_)) => {
+                self.ctx.ssh.discard(&key);
+                RemoteOutcome::Unreachable(problem(&e))
+            }
+            Err(e) => RemoteOutcome::Failed(problem(&e)),
+        }
+    }
+
+    async fn finish(
+        &self,
+        node: &EscNode,
+        node_name: &str,
+        dir: &RunDir,
+        command: RemoteCommand,
+        code: i32,
+    ) -> Result<RemoteOutcome, DriverError> {
+        let file = |kind: NodeFileKind, path: String| NodeFile {
+            node: node_name.to_owned(),
+            kind,
+            path,
+        };
+        Ok(match command {
+            RemoteCommand::LogCollect => {
+                let logs = node.finish_log_collect(dir, code).await?;
+                RemoteOutcome::Finished(vec![file(NodeFileKind::Logs, logs.path)])
+            }
+            RemoteCommand::Backup => {
+                let path = dir.file(DATABASE_FILE)?;
+                node.finish_backup(dir, &path, code).await?;
+                RemoteOutcome::Finished(vec![file(NodeFileKind::Database, path.to_string())])
+            }
+            RemoteCommand::Stop => {
+                node.finish_stop(dir, code).await?;
+                // escadm's word is not proof: every service must show stopped.
+                let status = node.status().await?;
+                if status.all_services_stopped() {
+                    RemoteOutcome::Finished(Vec::new())
+                } else {
+                    let running: Vec<&str> = status.running_services().collect();
+                    RemoteOutcome::Failed(Problem::new(
+                        "ServicesStillRunning",
+                        format!(
+                            "`escadm stop` on {node_name} succeeded but `status --v` does not show \
+                             every service stopped (running: {})",
+                            if running.is_empty() {
+                                "none recognised; some lines were not understood".to_owned()
+                            } else {
+                                running.join(", ")
+                            }
+                        ),
+                    ))
+                }
+            }
+        })
+    }
+
+    /// Removes the run's files. Only what the run could have made: its run directories under
+    /// the run base, and log archives under `/var/tmp/`.
+    pub async fn cleanup(&mut self, files: &[NodeFile]) -> Result<(), Problem> {
+        let base = self.base()?;
+        let mut failures = Vec::new();
+        for f in files {
+            if f.kind == NodeFileKind::Database {
+                // Inside its run directory, removed with it.
+                continue;
+            }
+            let result = async {
+                let (key, node) = self.node(&f.node).await?;
+                let removed = match f.kind {
+                    NodeFileKind::RunDirectory => {
+                        let name = f
+                            .path
+                            .strip_prefix(base.as_str().trim_end_matches('/'))
+                            .and_then(|rest| rest.strip_prefix('/'))
+                            .unwrap_or("");
+                        let dir = RunDir::new(&base, name).map_err(|e| {
+                            Problem::new(
+                                "CleanupRefused",
+                                format!("{} is not a run directory under {base}: {e}", f.path),
+                            )
+                        })?;
+                        node.remove_run(&dir).await
+                    }
+                    _ => {
+                        if !is_log_archive(&f.path) {
+                            return Err(Problem::new(
+                                "CleanupRefused",
+                                format!(
+                                    "{} is not named like an escadm log archive                                      (/var/tmp/esc_log-*.tar.bz2)",
+                                    f.path
+                                ),
+                            ));
+                        }
+                        let path = RemotePath::new(f.path.as_str())
+                            .map_err(|e| Problem::new(e.reason(), e.to_string()))?;
+                        node.remove_file(&path).await
+                    }
+                };
+                removed.map_err(|e| {
+                    if matches!(e, DriverError::Ssh(_)) {
+                        self.ctx.ssh.discard(&key);
+                    }
+                    problem(&e)
+                })
+            }
+            .await;
+            if let Err(p) = result {
+                failures.push(format!("{}:{} ({})", f.node, f.path, p.message));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::new("CleanupIncomplete", failures.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_log_archive;
+
+    #[test]
+    fn only_log_archives_are_removed_by_path() {
+        for ok in [
+            "/var/tmp/esc_log-20261129-101010.tar.bz2",
+            "/srv/sim/esc-a/fs/var/tmp/esc_log-1.tar.bz2",
+        ] {
+            assert!(is_log_archive(ok), "{ok}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "/var/tmp/esc_log-1.tar.bz2/../../etc/shadow.tar.bz2",
+            "/var/tmp/../etc/esc_log-1.tar.bz2",
+            "/var/tmp/other.tar.bz2",
+            "/var/tmp/esc_log-1.tar",
+            "/opt/esc_log-1.tar.bz2",
+            "",
+        ] {
+            assert!(!is_log_archive(bad), "{bad}");
+        }
+    }
+}

@@ -226,7 +226,10 @@ mod tests {
                 panic!()
             };
             assert_eq!(reason, "AuthRejected");
-            assert!(message.ends_with('…') && message.chars().count() > 600, "{unit:?}");
+            assert!(
+                message.ends_with('…') && message.chars().count() > 600,
+                "{unit:?}"
+            );
         }
     }
 }

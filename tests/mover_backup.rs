@@ -44,6 +44,8 @@ on_both_servers!(
     standalone_to_s3_when_supported,
     ha_to_s3_when_required,
     large_database_in_parts,
+    metadata_by_multipart_copy,
+    a_member_that_changes_aborts_the_upload,
     wrong_s3_credentials,
     missing_bucket,
     s3_down,
@@ -682,4 +684,95 @@ async fn an_unreadable_request_is_reported() -> Result<()> {
     };
     ensure!(step == MoverStep::ReadRequest && reason == "RequestVersionMismatch");
     Ok(())
+}
+
+/// A member that changes between its inspection and its transfer (a file still being written)
+/// fails the transfer after parts were uploaded: the multipart upload is aborted.
+async fn a_member_that_changes_aborts_the_upload(kind: S3Kind) -> Result<()> {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut bed = Bed::start(SimSpec::standalone(), false)?;
+    let node = &bed.sim.nodes()[0];
+    let growing = node.create_file("growing-db.tar.bz2", 12 << 20, Fill::Random(3))?;
+    bed.members[0]["path"] = growing.display().to_string().into();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), growing.clone());
+        std::thread::spawn(move || -> Result<()> {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(&[7; 512])?;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Ok(())
+        })
+    };
+    let s3 = S3Server::start(kind).await?;
+    s3.create_bucket(BUCKET).await?;
+    let sink = bed.s3_sink(&s3, "esc/prod/b.tar", "WhenSupported", s3.secret_key())?;
+    let run = run_mover(&bed.request(sink), bed.dir.path()).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("the writer thread")?;
+    let run = run?;
+    ensure!(
+        run.status == 1,
+        "{kind}: exit {}: {}",
+        run.status,
+        run.report_text
+    );
+    let (step, reason, message) = run.failed();
+    ensure!(
+        step == MoverStep::Transfer
+            && ["MemberSizeMismatch", "ChecksumMismatch"].contains(&reason.as_str()),
+        "{kind}: {step:?} {reason}: {message}"
+    );
+    ensure!(
+        s3.list_multipart_uploads(BUCKET).await?.is_empty(),
+        "{kind}: a multipart upload was left"
+    );
+    ensure!(s3.head_object(BUCKET, "esc/prod/b.tar").await?.is_none());
+    s3.stop()
+}
+
+/// Objects over CopyObject's limit get their digest metadata by a multipart copy in ranges
+/// (exercised here with a limit of 0 and 5 MiB ranges): content kept, metadata set, no upload
+/// left.
+async fn metadata_by_multipart_copy(kind: S3Kind) -> Result<()> {
+    use esc_operator::mover::request::S3Sink;
+    use esc_operator::mover::sink::s3::{S3Access, S3Credentials, client, set_digest_metadata};
+    use esc_testbed::s3::aws_sdk_s3::primitives::ByteStream;
+
+    let s3 = S3Server::start(kind).await?;
+    s3.create_bucket(BUCKET).await?;
+    let body: Vec<u8> = (0..(12u32 << 20) + 7).map(|i| (i % 251) as u8).collect();
+    let key = "copy/big.tar";
+    s3.client()
+        .put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await?;
+    let spec: S3Sink = serde_json::from_value(json!({
+        "bucket": BUCKET, "key": key, "endpoint": s3.endpoint(), "forcePathStyle": true,
+        "checksumMode": "WhenRequired"
+    }))?;
+    let access = S3Access {
+        credentials: S3Credentials::from_keys(s3.access_key(), s3.secret_key(), None),
+        ca_bundle_pem: None,
+    };
+    let c = client(&spec, &access).await?;
+    let sha = digest(&body);
+    set_digest_metadata(&c, &spec, body.len() as u64, &sha, 0, 5 << 20).await?;
+    let head = s3.head_object(BUCKET, key).await?.context("no object")?;
+    let meta = head.metadata().and_then(|m| m.get("sha256")).cloned();
+    ensure!(meta == Some(sha.to_string()), "{kind}: metadata {meta:?}");
+    ensure!(
+        s3.get_object(BUCKET, key).await? == body,
+        "{kind}: content changed"
+    );
+    ensure!(s3.list_multipart_uploads(BUCKET).await?.is_empty());
+    s3.stop()
 }

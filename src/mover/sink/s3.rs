@@ -61,9 +61,9 @@ use crate::mover::sink::{
 pub const METADATA_SHA256: &str = "sha256";
 
 /// The largest object CopyObject copies; larger ones are copied in ranges.
-const COPY_OBJECT_LIMIT: u64 = 5 << 30;
+pub const COPY_OBJECT_LIMIT: u64 = 5 << 30;
 /// The range of one part of a multipart copy.
-const COPY_PART: u64 = 1 << 30;
+pub const COPY_PART: u64 = 1 << 30;
 /// The largest sidecar read back (a real one is about 80 bytes).
 const MAX_SIDECAR: i64 = 4096;
 
@@ -555,6 +555,7 @@ impl S3Upload {
                 completed,
                 sha256,
                 COPY_OBJECT_LIMIT,
+                COPY_PART,
             )
             .await?;
             put_sidecar(&self.client, &self.spec, sha256).await
@@ -679,14 +680,16 @@ impl AsyncWrite for S3Upload {
 }
 
 /// Replaces the object's metadata with its digest (and keeps its storage class, encryption and
-/// content type, which a copy would otherwise reset). Objects up to `copy_limit` bytes are
-/// copied onto themselves at once; larger ones by a multipart copy in [`COPY_PART`] ranges.
+/// content type, which a copy would otherwise reset). Objects up to `copy_limit` bytes
+/// ([`COPY_OBJECT_LIMIT`]) are copied onto themselves at once; larger ones by a multipart copy
+/// in ranges of `copy_part` bytes ([`COPY_PART`]).
 pub async fn set_digest_metadata(
     client: &Client,
     spec: &S3Sink,
     size: u64,
     sha256: &Sha256Digest,
     copy_limit: u64,
+    copy_part: u64,
 ) -> Result<(), SinkError> {
     let uri = spec.uri();
     let (sse, kms) = sse_of(spec);
@@ -728,7 +731,7 @@ pub async fn set_digest_metadata(
         let mut start = 0u64;
         let mut number = 1;
         while start < size {
-            let end = (start + COPY_PART).min(size) - 1;
+            let end = (start + copy_part).min(size) - 1;
             let out = client
                 .upload_part_copy()
                 .bucket(&spec.bucket)

@@ -630,6 +630,30 @@ async fn sftp_auth_failure_leaves_no_file() -> Result<()> {
     Ok(())
 }
 
+/// The SFTP file is created before the members are inspected: a missing member removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_missing_member_leaves_no_file() -> Result<()> {
+    let bed = Bed::start(SimSpec::standalone(), false)?;
+    let host = bed.sim.node("esc");
+    let out = out_dir(host)?;
+    let sink = sftp_sink(&bed, host, &out, &host.known_hosts_line(), None)?;
+    let mut request = bed.request(sink);
+    request["members"][0]["path"] = "/var/tmp/esc-db-gone.tar.bz2".into();
+    let run = run_mover(&request, bed.dir.path()).await?;
+    ensure!(run.status == 1, "exit {}: {}", run.status, run.report_text);
+    let (step, reason, message) = run.failed();
+    ensure!(
+        (step, reason.as_str()) == (MoverStep::Inspect, "MemberMissing"),
+        "{step:?} {reason}: {message}"
+    );
+    ensure!(
+        message.contains("/var/tmp/esc-db-gone.tar.bz2"),
+        "{message}"
+    );
+    ensure!(listing(&out)?.is_empty(), "{:?}", listing(&out)?);
+    Ok(())
+}
+
 /// A node whose host key is not the one known_hosts records is refused, for the ESC nodes and
 /// for the SFTP host alike; nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,7 @@ on_both_servers!(
     ha_to_s3_when_required,
     large_database_in_parts,
     metadata_by_multipart_copy,
+    sigterm_mid_transfer_aborts_the_upload,
     a_member_that_changes_aborts_the_upload,
     wrong_s3_credentials,
     missing_bucket,
@@ -798,5 +799,54 @@ async fn metadata_by_multipart_copy(kind: S3Kind) -> Result<()> {
         "{kind}: content changed"
     );
     ensure!(s3.list_multipart_uploads(BUCKET).await?.is_empty());
+    s3.stop()
+}
+
+/// SIGTERM (the Job deleted) while the archive streams: the report says Cancelled in the
+/// Transfer step, and the multipart upload is aborted.
+async fn sigterm_mid_transfer_aborts_the_upload(kind: S3Kind) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut bed = Bed::start(SimSpec::standalone(), false)?;
+    let node = &bed.sim.nodes()[0];
+    // Sparse zeros: instant to make, seconds to stream through a debug build.
+    let big = node.create_file("huge-db.tar.bz2", 2 << 30, Fill::Zeros)?;
+    bed.members[0]["path"] = big.display().to_string().into();
+    let s3 = S3Server::start(kind).await?;
+    s3.create_bucket(BUCKET).await?;
+    let sink = bed.s3_sink(&s3, "esc/prod/b.tar", "WhenRequired", s3.secret_key())?;
+    let log = bed.path("termination-log-sigterm");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_esc-operator"))
+        .args(["mover", "backup", "--termination-log"])
+        .arg(&log)
+        .env(REQUEST_ENV, bed.request(sink).to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    // The first progress line: parts are being uploaded.
+    while let Some(line) = lines.next_line().await? {
+        if line.contains(r#""event":"progress""#) {
+            break;
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id().context("pid")? as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    while lines.next_line().await?.is_some() {}
+    let status = child.wait().await?;
+    ensure!(status.code() == Some(1), "{kind}: {status}");
+    let report: MoverReport = serde_json::from_str(&std::fs::read_to_string(&log)?)?;
+    let MoverReport::Failed { step, reason, .. } = &report else {
+        bail!("{kind}: {report:?}")
+    };
+    ensure!(
+        (*step, reason.as_str()) == (MoverStep::Transfer, "Cancelled"),
+        "{kind}: {report:?}"
+    );
+    ensure!(
+        s3.list_multipart_uploads(BUCKET).await?.is_empty(),
+        "{kind}: a multipart upload was left"
+    );
     s3.stop()
 }

@@ -13,7 +13,9 @@
 //! 5. Verify: the stored size and digest read back from the store and compared.
 //!
 //! Any failure after the sink was opened aborts it (no multipart upload, no temporary file
-//! left); a failed verification deletes what was stored. The ESC nodes' files are never
+//! left), and so does SIGTERM while the members are inspected or streamed (the Job deleted or
+//! past its deadline: the report then says `Cancelled`); a failed verification deletes what was
+//! stored. The ESC nodes' files are never
 //! touched: they are the controller's to remove.
 //!
 //! Owns: the run and the mapping of every failure to a step and a stable reason. Imports the
@@ -43,6 +45,40 @@ use crate::mover::sink::s3::{self, S3Access, S3Upload};
 use crate::mover::sink::sftp::{self, SftpUpload, SshAccess, ssh_error};
 use crate::mover::sink::{SinkError, StoredObject};
 
+/// The step the run is in, announced on stdout as it begins.
+struct Steps(std::sync::Mutex<MoverStep>);
+
+impl Steps {
+    fn new() -> Self {
+        Steps(std::sync::Mutex::new(MoverStep::ReadRequest))
+    }
+
+    fn enter(&self, step: MoverStep) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = step;
+        ProgressLine::Step { step }.print();
+    }
+
+    fn current(&self) -> MoverStep {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Completes when the process is asked to stop (the Job deleted, its deadline reached): the
+/// kubelet sends SIGTERM and waits the grace period before SIGKILL.
+async fn terminated() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => std::future::pending().await,
+    }
+}
+
 /// A failed step: what the report says.
 #[derive(Debug)]
 struct StepError {
@@ -65,7 +101,8 @@ fn driver_error(e: &DriverError) -> SinkError {
 
 /// Runs the transfer and returns its report (also when it failed).
 pub async fn run(request: &MoverRequest) -> MoverReport {
-    match run_steps(request).await {
+    let steps = Steps::new();
+    match run_steps(request, &steps).await {
         Ok(report) => report,
         Err(StepError { step, error }) => {
             tracing::error!(?step, reason = error.reason, message = %error.message, "backup transfer failed");
@@ -162,12 +199,9 @@ enum SinkAccess {
     Sftp(SshAccess),
 }
 
-async fn run_steps(request: &MoverRequest) -> Result<MoverReport, StepError> {
+async fn run_steps(request: &MoverRequest, steps: &Steps) -> Result<MoverReport, StepError> {
     let started = Instant::now();
-    ProgressLine::Step {
-        step: MoverStep::ReadRequest,
-    }
-    .print();
+    steps.enter(MoverStep::ReadRequest);
     let nodes_access =
         SshAccess::from_files(&request.ssh.credentials_dir, &request.ssh.known_hosts_file)
             .map_err(StepError::at(MoverStep::ReadRequest))?;
@@ -181,10 +215,7 @@ async fn run_steps(request: &MoverRequest) -> Result<MoverReport, StepError> {
         ),
     };
 
-    ProgressLine::Step {
-        step: MoverStep::Connect,
-    }
-    .print();
+    steps.enter(MoverStep::Connect);
     let connect_timeout = Duration::from_secs(request.ssh.connect_timeout_seconds);
     let nodes = connect_nodes(request, &nodes_access, connect_timeout)
         .await
@@ -216,7 +247,16 @@ async fn run_steps(request: &MoverRequest) -> Result<MoverReport, StepError> {
     };
 
     // From here on the sink is open: every failure aborts it.
-    let transferred = inspect_and_transfer(request, &nodes, &mut sink).await;
+    let transferred = tokio::select! {
+        done = inspect_and_transfer(request, &nodes, &mut sink, steps) => done,
+        which = terminated() => Err(StepError {
+            step: steps.current(),
+            error: SinkError::new(
+                "Cancelled",
+                format!("the mover received {which} (its Job was deleted or reached its deadline) and stopped; what it had stored is removed"),
+            ),
+        }),
+    };
     for node in nodes.into_values() {
         node.close().await;
     }
@@ -250,10 +290,7 @@ async fn run_steps(request: &MoverRequest) -> Result<MoverReport, StepError> {
     };
     let seconds = transfer_seconds + finish_started.elapsed().as_secs_f64();
 
-    ProgressLine::Step {
-        step: MoverStep::Verify,
-    }
-    .print();
+    steps.enter(MoverStep::Verify);
     let stored = match (&request.sink, s3_client, sftp_session) {
         (SinkSpec::S3(spec), Some(client), _) => {
             let stored = s3::verify_with(&client, spec).await;
@@ -431,11 +468,9 @@ async fn inspect_and_transfer(
     request: &MoverRequest,
     nodes: &BTreeMap<(String, u16), EscNode>,
     sink: &mut Sink,
+    steps: &Steps,
 ) -> Result<(ArchiveSummary, Vec<Member>, f64), StepError> {
-    ProgressLine::Step {
-        step: MoverStep::Inspect,
-    }
-    .print();
+    steps.enter(MoverStep::Inspect);
     let (manifest, members) = inspect(request, nodes)
         .await
         .map_err(StepError::at(MoverStep::Inspect))?;
@@ -444,10 +479,7 @@ async fn inspect_and_transfer(
         error: SinkError::new(e.reason(), e.to_string()),
     })?;
 
-    ProgressLine::Step {
-        step: MoverStep::Transfer,
-    }
-    .print();
+    steps.enter(MoverStep::Transfer);
     let started = Instant::now();
     let count = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(progress_lines(

@@ -85,6 +85,35 @@ const RULES: &[Rule] = &[
         why: "the mover runs in a Job on the ESC domain's types: no controller, no API client",
     },
     Rule {
+        layer: "mover/request.rs",
+        forbidden: &[
+            "tokio",
+            "russh",
+            "russh_sftp",
+            "aws_sdk_s3",
+            "crate::mover::sink",
+            "crate::mover::backup",
+        ],
+        why: "the request is the contract the controller writes: data and checks, no I/O",
+    },
+    Rule {
+        layer: "mover/report.rs",
+        forbidden: &[
+            "tokio",
+            "russh",
+            "russh_sftp",
+            "aws_sdk_s3",
+            "crate::mover::sink",
+            "crate::mover::backup",
+        ],
+        why: "the report is the contract the controller reads: data, no I/O but a printed line",
+    },
+    Rule {
+        layer: "mover/sink",
+        forbidden: &["crate::mover::backup", "crate::mover::report"],
+        why: "a sink stores bytes; the run and its report are above it",
+    },
+    Rule {
         layer: "controller",
         forbidden: &["crate::runtime", "crate::cli", "axum"],
         why: "controllers do not depend on the process around them",
@@ -96,7 +125,11 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// The Rust files under `dir`, or `dir` itself when a rule names one file.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    if dir.is_file() {
+        return vec![dir.to_path_buf()];
+    }
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -321,4 +354,21 @@ fn a_planted_circle_is_found() {
         "{cycle:?}"
     );
     assert!(graph["store"].is_empty(), "comments are not imports");
+}
+
+/// A rule may name one file: the mover's contract stays free of I/O.
+#[test]
+fn a_planted_violation_in_a_single_file_rule_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let mover = dir.path().join("src/mover");
+    std::fs::create_dir_all(&mover).unwrap();
+    std::fs::write(mover.join("request.rs"), "use tokio::fs::read;\n").unwrap();
+    let rules: Vec<&Rule> = RULES
+        .iter()
+        .filter(|r| r.layer == "mover/request.rs")
+        .collect();
+    assert_eq!(rules.len(), 1);
+    let found = violations(dir.path(), std::slice::from_ref(rules[0]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("src/mover/request.rs:1"), "{found:?}");
 }

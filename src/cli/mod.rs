@@ -7,6 +7,7 @@
 
 mod check_access;
 mod crd;
+mod mover;
 mod run;
 
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     /// its ServiceAccount token; elsewhere, with the kubeconfig — or say which permission is
     /// missing.
     CheckAccess(check_access::CheckAccessArgs),
+    /// The data mover a backup Job runs (not for interactive use).
+    Mover(mover::MoverArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps its result to the exit status.
@@ -48,6 +51,8 @@ pub fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
+        // The mover writes its own report as the termination message and exits 0 or 1.
+        Command::Mover(args) => return mover::mover(args),
         Command::Run(args) => run::run(args),
         Command::Crd(args) => crd::crd(args),
         Command::Version => {

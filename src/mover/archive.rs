@@ -167,6 +167,20 @@ pub struct ArchiveSummary {
     pub sha256: Sha256Digest,
 }
 
+/// The size in bytes of the archive [`ArchiveWriter`] writes for `manifest`: known before the
+/// first byte, since the manifest holds every member's size (a progress report's total).
+pub fn archive_size(manifest: &Manifest) -> Result<u64, ArchiveError> {
+    let mtime = 0; // the header's length does not depend on the time
+    let json = manifest.to_json()?.len() as u64;
+    let mut total = entry_headers(MANIFEST_PATH, json, mtime).len() as u64 + json;
+    total += padding(json) as u64;
+    for m in &manifest.members {
+        total += entry_headers(&m.path, m.size, mtime).len() as u64 + m.size;
+        total += padding(m.size) as u64;
+    }
+    Ok(total + 2 * BLOCK as u64)
+}
+
 /// The output, hashed and counted as it is written.
 struct HashedOut<W> {
     inner: W,

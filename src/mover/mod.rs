@@ -8,6 +8,8 @@
 //! uses [`crate::esc`] and [`crate::api`] types, never the controllers, plans, runtime, command
 //! line or a Kubernetes client):
 //! ```text
+//! backup   → all of the above, esc (EscNode)              (the run: steps, report)
+//! sink     → request, esc (SSH transport), api (storage) (S3 multipart, SFTP; the I/O)
 //! request  → manifest, esc (RemotePath), api (storage)   (the Job's input; pure)
 //! report   → manifest, esc (Sha256Digest)               (the Job's output; pure)
 //! archive  → manifest, tar, esc (Sha256Digest)          (the streams: writer and reader)
@@ -46,14 +48,16 @@
 //! ```
 
 pub mod archive;
+pub mod backup;
 pub mod manifest;
 pub mod report;
 pub mod request;
+pub mod sink;
 mod tar;
 
 pub use archive::{
     ArchiveError, ArchiveReader, ArchiveSummary, ArchiveWriter, COPY_BUFFER, Extracted,
-    MemberReader,
+    MemberReader, archive_size,
 };
 pub use manifest::{
     ClusterRef, FORMAT_VERSION, MANIFEST_PATH, Manifest, ManifestError, Member, MemberKind,

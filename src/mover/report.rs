@@ -47,7 +47,10 @@ pub enum MoverReport {
         sha256: Sha256Digest,
         /// The archive's members, as in its manifest.
         members: Vec<Member>,
+        /// The Transfer step's duration: streaming the archive and finishing the sink
+        /// (completing the upload, the digest metadata, the sidecar).
         seconds: f64,
+        /// `size / seconds`.
         bytes_per_second: f64,
     },
     #[serde(rename_all = "camelCase")]
@@ -226,7 +229,10 @@ mod tests {
                 panic!()
             };
             assert_eq!(reason, "AuthRejected");
-            assert!(message.ends_with('…') && message.chars().count() > 600, "{unit:?}");
+            assert!(
+                message.ends_with('…') && message.chars().count() > 600,
+                "{unit:?}"
+            );
         }
     }
 }

@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn refusals_say_what_is_wrong() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
             (
                 "RequestVersionMismatch",
                 Box::new(|v| v["version"] = 2.into()),

@@ -255,6 +255,29 @@ impl SshSession {
         cmd.render(self.options.sudo)
     }
 
+    /// Opens a channel running the subsystem `name` (`sftp`): the caller speaks its protocol over
+    /// the channel's stream. The connection's host key was verified like any other's.
+    pub async fn open_subsystem(&self, name: &str) -> Result<Channel<Msg>, SshError> {
+        let err = |message: String| SshError::Exec {
+            node: self.node.clone(),
+            command: format!("subsystem {name}"),
+            message,
+        };
+        if self.handle.is_closed() {
+            return Err(err("the connection is closed".into()));
+        }
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| err(format!("cannot open a channel: {e}")))?;
+        channel
+            .request_subsystem(true, name)
+            .await
+            .map_err(|e| err(format!("subsystem request failed: {e}")))?;
+        Ok(channel)
+    }
+
     /// Opens a channel and sends the exec request for `line` (the rendered command).
     pub(super) async fn open_channel(&self, line: &str) -> Result<Channel<Msg>, SshError> {
         tracing::debug!(target = %self.target, command = %line, "exec");

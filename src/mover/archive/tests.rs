@@ -185,6 +185,7 @@ fn data_offset(archive: &[u8], index: usize) -> usize {
 async fn round_trips_every_member() {
     let (manifest, data, archive, summary) = write_sample().await;
     assert_eq!(summary.bytes, archive.len() as u64);
+    assert_eq!(archive_size(&manifest).unwrap(), summary.bytes);
     assert_eq!(summary.sha256, digest_of(&archive));
     assert_eq!(archive.len() % BLOCK, 0);
     assert_eq!(&archive[..MANIFEST_PATH.len() + 1], b"manifest.json\0");

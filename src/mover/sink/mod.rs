@@ -1,0 +1,132 @@
+//! Where an artifact goes: an S3 object written by multipart upload ([`s3`]) or a file on an SSH
+//! host written over SFTP ([`sftp`]). Each sink is an [`tokio::io::AsyncWrite`] the archive is
+//! streamed into, then finished (the artifact appears under its final name only once it is
+//! complete, with a `.sha256` sidecar in `sha256sum` format beside it, and its stored size
+//! verified) or aborted (nothing is left behind).
+//!
+//! Owns: the sinks, [`SinkError`] (a stable reason and a message that says what to do, never a
+//! secret), [`StoredObject`], and reading credential files from a mounted Secret. Imports
+//! [`crate::mover::request`] (the sink specs), [`crate::esc`] (the SSH transport, for SFTP) and
+//! the ESC vocabulary.
+
+pub mod s3;
+pub mod sftp;
+
+use std::path::Path;
+
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::esc::Sha256Digest;
+
+/// A sink's failure.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{message}")]
+pub struct SinkError {
+    /// A short, stable CamelCase reason (`S3AccessDenied`, `NoSuchBucket`, `SizeMismatch`, ...).
+    pub reason: &'static str,
+    /// What happened and what the user can do. Never holds a secret.
+    pub message: String,
+}
+
+impl SinkError {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        SinkError {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A stored artifact, as the store reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// The sidecar's content: `HEX  BASENAME\n`, what `sha256sum` prints, so
+/// `sha256sum -c ARTIFACT.sha256` checks a downloaded artifact.
+pub fn sidecar_content(sha256: &Sha256Digest, artifact_path: &str) -> String {
+    let base = artifact_path.rsplit('/').next().unwrap_or(artifact_path);
+    format!("{sha256}  {base}\n")
+}
+
+/// The digest in a sidecar's content (the first word, 64 hex digits); `None` for anything else.
+pub fn parse_sidecar(content: &[u8]) -> Option<Sha256Digest> {
+    let text = std::str::from_utf8(content).ok()?;
+    let first = text.lines().next()?;
+    let hex = first.split_whitespace().next()?;
+    hex.parse().ok()
+}
+
+/// Reads one key of a Secret mounted as a directory. `Ok(None)` when the file does not exist.
+/// Trailing newlines are dropped: `kubectl create secret --from-file` keeps the one an editor
+/// adds. The content is never quoted in an error.
+pub(crate) fn read_secret_file(
+    dir: &Path,
+    key: &str,
+) -> Result<Option<Zeroizing<Vec<u8>>>, SinkError> {
+    let path = dir.join(key);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SinkError::new(
+            "CredentialsUnreadable",
+            format!(
+                "cannot read the credentials file {}: {e}; check the Secret's volume",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// [`read_secret_file`] as text, without trailing line breaks.
+pub(crate) fn read_secret_text(
+    dir: &Path,
+    key: &str,
+) -> Result<Option<Zeroizing<String>>, SinkError> {
+    let Some(bytes) = read_secret_file(dir, key)? else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        SinkError::new(
+            "CredentialsUnreadable",
+            format!(
+                "the credentials file {} is not UTF-8 text",
+                dir.join(key).display()
+            ),
+        )
+    })?;
+    Ok(Some(Zeroizing::new(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_are_sha256sum_lines() {
+        let d = Sha256Digest([0x0f; 32]);
+        let text = sidecar_content(&d, "esc/prod/backup-1.tar");
+        assert_eq!(text, format!("{}  backup-1.tar\n", "0f".repeat(32)));
+        assert_eq!(parse_sidecar(text.as_bytes()), Some(d));
+        assert_eq!(parse_sidecar(b""), None);
+        assert_eq!(parse_sidecar(b"nonsense  x\n"), None);
+        assert_eq!(parse_sidecar(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn secret_files_lose_trailing_newlines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("password"), " pass word \n\n").unwrap();
+        let text = read_secret_text(dir.path(), "password").unwrap().unwrap();
+        assert_eq!(text.as_str(), " pass word ");
+        assert!(read_secret_text(dir.path(), "absent").unwrap().is_none());
+        std::fs::write(dir.path().join("bin"), [0xff]).unwrap();
+        let err = read_secret_text(dir.path(), "bin").unwrap_err();
+        assert_eq!(err.reason, "CredentialsUnreadable");
+    }
+}

@@ -29,7 +29,8 @@ struct Cli {
 enum Command {
     /// Run the operator: leader election, the controllers, and HTTP (/healthz, /readyz,
     /// /metrics).
-    Run(run::RunArgs),
+    // Boxed: the operator's many flags would make every other variant as large.
+    Run(Box<run::RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (all kinds, one document each), or write one
     /// file per CRD into a directory.
     Crd(crd::CrdArgs),
@@ -53,7 +54,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         // The mover writes its own report as the termination message and exits 0 or 1.
         Command::Mover(args) => return mover::mover(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Crd(args) => crd::crd(args),
         Command::Version => {
             println!("esc-operator {}", env!("CARGO_PKG_VERSION"));

@@ -58,6 +58,8 @@ pub struct Context {
     pub options: ControllerOptions,
     /// The backup and restore runs, as watched (who holds a cluster in maintenance).
     pub runs: RunStores,
+    /// Rate limits of periodic reads (a mover's progress).
+    pub throttle: Throttle,
     backoff: Backoff,
     /// The status this process last stored per object (by uid). A reconcile can start from a
     /// cached object older than this process's own last write (the watch lags); planning from
@@ -84,6 +86,7 @@ impl Context {
             metrics,
             options,
             runs: RunStores::default(),
+            throttle: Throttle::default(),
             backoff: Backoff::default(),
             written: Mutex::default(),
         }
@@ -186,6 +189,29 @@ impl Backoff {
     /// `key` succeeded: its next failure starts from 1 s again.
     pub fn succeeded(&self, key: &str) {
         self.failures.lock().expect("backoff lock").remove(key);
+    }
+}
+
+/// At most one go per key and period.
+#[derive(Default)]
+pub struct Throttle {
+    last: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl Throttle {
+    /// Whether `key` may go now (and, if so, records that it went).
+    pub fn ready(&self, key: &str, every: Duration) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().expect("throttle lock");
+        // Keys of finished runs would pile up: drop the long-idle ones as we go.
+        last.retain(|_, t| now.duration_since(*t) < every * 10);
+        match last.get(key) {
+            Some(t) if now.duration_since(*t) < every => false,
+            _ => {
+                last.insert(key.to_owned(), now);
+                true
+            }
+        }
     }
 }
 

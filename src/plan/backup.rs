@@ -769,6 +769,10 @@ impl Planner<'_, '_> {
     /// Starts `step`: recorded Running, then its first action (the caller stores the status
     /// before acting).
     fn enter(&mut self, step: BackupStep) {
+        if let Some(note) = self.step_note(step) {
+            self.events
+                .push(PlannedEvent::normal(&format!("{step:?}"), note));
+        }
         self.status.steps.push(StepStatus {
             name: step,
             state: StepState::Running,
@@ -807,6 +811,43 @@ impl Planner<'_, '_> {
             BackupStep::Verify => self.action = Some(BackupAction::Verify),
             BackupStep::Cleanup => self.cleanup(),
         }
+    }
+
+    /// The Event that announces `step` (the preflight has its own `Started`).
+    fn step_note(&self, step: BackupStep) -> Option<String> {
+        let master = self
+            .input
+            .cluster
+            .as_ref()
+            .and_then(|c| c.master.clone())
+            .unwrap_or_default();
+        let standby = self
+            .input
+            .cluster
+            .as_ref()
+            .and_then(|c| c.standby.clone())
+            .unwrap_or_default();
+        Some(match step {
+            BackupStep::Preflight => return None,
+            BackupStep::CollectStandbyLogs => {
+                format!("escadm log collect on the standby {standby}")
+            }
+            BackupStep::EnterMaintenance => {
+                "asking the EscCluster to enter maintenance mode for escadm backup".to_owned()
+            }
+            BackupStep::BackupDatabase => format!("escadm backup on {master}"),
+            BackupStep::ExitMaintenance => {
+                "database backed up; releasing maintenance mode at once".to_owned()
+            }
+            BackupStep::CollectMasterLogs => format!("escadm log collect on {master}"),
+            BackupStep::Upload => "the mover Job streams the artifact to the target".to_owned(),
+            BackupStep::Verify => "reading the stored artifact's size and SHA-256 back".to_owned(),
+            BackupStep::Cleanup => "removing the run's temporary files from the nodes".to_owned(),
+            BackupStep::StopStandby => {
+                format!("afterBackup StopServices: escadm stop on {standby}")
+            }
+            BackupStep::StopMaster => format!("afterBackup StopServices: escadm stop on {master}"),
+        })
     }
 
     fn close_window_pending(&mut self) {

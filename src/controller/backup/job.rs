@@ -19,7 +19,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::{Deserialize, Serialize};
 
-use crate::mover::{MoverReport, REQUEST_ENV};
+use crate::api::TransferProgress;
+use crate::mover::{MoverReport, ProgressLine, REQUEST_ENV};
 use crate::plan::backup::{JobView, StoredArtifact};
 use crate::plan::report::Problem;
 
@@ -347,6 +348,25 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
         ));
     }
     JobView::Running(None)
+}
+
+/// The last progress line in a piece of the mover's log (its stdout lines; its JSON logs on
+/// stderr are other lines and never match).
+pub fn last_progress(log: &str) -> Option<TransferProgress> {
+    log.lines().rev().find_map(|line| {
+        match serde_json::from_str::<ProgressLine>(line.trim()).ok()? {
+            ProgressLine::Progress {
+                bytes,
+                total_bytes,
+                bytes_per_second,
+            } => Some(TransferProgress {
+                bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+                total_bytes: Some(i64::try_from(total_bytes).unwrap_or(i64::MAX)),
+                bytes_per_second: Some(bytes_per_second.max(0.0).round() as i64),
+            }),
+            ProgressLine::Step { .. } => None,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -34,6 +36,7 @@ use super::metrics::{BackupOutcome, ClusterLabels};
 use super::secrets;
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
+    TransferProgress,
 };
 use crate::plan::backup::{
     BackupAction, BackupInput, BackupPlan, ClusterView, JobView, Observed, current_step, finished,
@@ -49,6 +52,8 @@ pub const CONTROLLER: &str = "escbackup";
 pub const FINALIZER: &str = "escoperator.dev/backup";
 /// The field manager of every write this controller makes.
 pub const FIELD_MANAGER: &str = "esc-operator";
+/// How often a running transfer's progress is read into status.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// At most this many plan → act rounds per reconcile (a run moves through at most a few steps
 /// before it waits for something).
 const ROUNDS: usize = 16;
@@ -507,7 +512,13 @@ async fn mover(
     match jobs.get_opt(job_name).await {
         Ok(Some(job)) => {
             let pod = job_pod(ctx, &namespace, job_name).await;
-            job_view(&job, pod.as_ref())
+            match job_view(&job, pod.as_ref()) {
+                JobView::Running(_) => JobView::Running(match &pod {
+                    Some(pod) => progress(ctx, backup, pod).await,
+                    None => None,
+                }),
+                done => done,
+            }
         }
         Ok(None) => match create_job(ctx, backup, cluster, status, view, job_name).await {
             Ok(()) => JobView::Running(None),
@@ -519,6 +530,25 @@ async fn mover(
             JobView::Running(None)
         }
     }
+}
+
+/// The mover's last progress line, read from its log at most every [`PROGRESS_EVERY`] per run
+/// (a long transfer writes its status that often, not at every wake-up).
+async fn progress(ctx: &Context, backup: &EscBackup, pod: &Pod) -> Option<TransferProgress> {
+    let key = backup.uid()?;
+    if !ctx.throttle.ready(&key, PROGRESS_EVERY) {
+        return None;
+    }
+    let pods: Api<Pod> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let params = LogParams {
+        container: Some(job::MOVER_CONTAINER.to_owned()),
+        tail_lines: Some(50),
+        limit_bytes: Some(64 * 1024),
+        ..LogParams::default()
+    };
+    let log = pods.logs(&pod.name_any(), &params).await.ok()?;
+    job::last_progress(&log)
 }
 
 async fn job_pod(ctx: &Context, namespace: &str, job_name: &str) -> Option<Pod> {

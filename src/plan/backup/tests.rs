@@ -308,6 +308,22 @@ fn an_ha_backup_runs_the_manuals_order_with_one_window_around_escadm_backup() {
 }
 
 #[test]
+fn each_step_is_announced_by_an_event() {
+    let mut run = Run::new(spec(true, AfterBackup::Resume), Some(cluster(Topology::Ha)));
+    let p = run.plan(None);
+    let reasons: Vec<&str> = p.events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["Started", "CollectStandbyLogs"]);
+    assert!(p.events[1].note.contains("esc-b"), "{:?}", p.events[1]);
+    let p = run.plan(finished(&[(
+        "esc-b",
+        NodeFileKind::Logs,
+        "/var/tmp/esc_log-1.tar.bz2",
+    )]));
+    let reasons: Vec<&str> = p.events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["EnterMaintenance"]);
+}
+
+#[test]
 fn a_standalone_backup_without_logs_skips_the_log_steps() {
     let mut run = Run::new(
         spec(false, AfterBackup::Resume),

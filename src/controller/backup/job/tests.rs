@@ -226,3 +226,27 @@ fn a_failed_job_gives_the_movers_reason_or_the_pods() {
     assert_eq!(p.reason, "MoverDeadlineExceeded");
     assert_eq!(job_view(&job(None), None), JobView::Running(None));
 }
+
+#[test]
+fn progress_is_the_last_progress_line_of_the_log() {
+    let log = concat!(
+        "{\"event\":\"step\",\"step\":\"Transfer\"}\n",
+        "{\"event\":\"progress\",\"bytes\":10,\"totalBytes\":100,\"bytesPerSecond\":5.4}\n",
+        "{\"timestamp\":\"2026-11-29T00:00:00Z\",\"level\":\"INFO\",\"fields\":{\"message\":\"x\"}}\n",
+        "{\"event\":\"progress\",\"bytes\":60,\"totalBytes\":100,\"bytesPerSecond\":7.6}\n",
+        "not json at all\n",
+    );
+    assert_eq!(
+        last_progress(log),
+        Some(TransferProgress {
+            bytes: 60,
+            total_bytes: Some(100),
+            bytes_per_second: Some(8)
+        })
+    );
+    assert_eq!(
+        last_progress("{\"event\":\"step\",\"step\":\"Inspect\"}\n"),
+        None
+    );
+    assert_eq!(last_progress(""), None);
+}

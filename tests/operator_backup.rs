@@ -405,7 +405,32 @@ async fn a_standalone_backup_to_s3_is_stored_verified_with_one_window_before_the
     assert_eq!(words, [per_backup, per_backup].concat(), "{words:?}");
     let modes = f.sim.journal()?.mode_changes();
     assert_eq!(modes.last().map(|m| m.2), Some(Mode::Operation));
-    // The window closed before the mover Job existed.
+    // Each window closed before its mover Job existed, so before any byte was transferred.
+    let back_in_operation: Vec<u64> = f
+        .sim
+        .journal()?
+        .events()
+        .filter(|(_, ev)| {
+            matches!(ev, esc_testbed::sshd::Event::ModeChanged { to: Mode::Operation, .. })
+        })
+        .map(|(e, _)| e.time_ms)
+        .collect();
+    let mut created: Vec<i64> = f
+        .jobs()
+        .await?
+        .iter()
+        .filter_map(|j| j.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0.as_millisecond())
+        .collect();
+    created.sort();
+    assert_eq!(back_in_operation.len(), 2, "{back_in_operation:?}");
+    for (restored, job) in back_in_operation.iter().zip(&created) {
+        // The API server keeps whole seconds: the Job may read up to 999 ms early.
+        assert!(
+            (*restored as i64) < job + 1000,
+            "operation mode restored at {restored} ms, the mover Job created at {job} ms"
+        );
+    }
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
     assert!(f.log_archives().is_empty(), "{:?}", f.log_archives());
     assert_eq!(f.jobs().await?.len(), 2);

@@ -208,7 +208,16 @@ impl Fixture {
                 bail!(
                     "EscBackup {name}: not {what} within {timeout:?}; status: {}\noperator log:\n{}\njobs:\n{}",
                     serde_json::to_string_pretty(&status)?,
-                    tail(&self.operator.log(), 60),
+                    tail(
+                        &self
+                            .operator
+                            .log()
+                            .lines()
+                            .filter(|l| !l.contains("esccluster"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        80
+                    ),
                     self.job_summary().await
                 );
             }
@@ -411,7 +420,13 @@ async fn a_standalone_backup_to_s3_is_stored_verified_with_one_window_before_the
         .journal()?
         .events()
         .filter(|(_, ev)| {
-            matches!(ev, esc_testbed::sshd::Event::ModeChanged { to: Mode::Operation, .. })
+            matches!(
+                ev,
+                esc_testbed::sshd::Event::ModeChanged {
+                    to: Mode::Operation,
+                    ..
+                }
+            )
         })
         .map(|(e, _)| e.time_ms)
         .collect();

@@ -84,13 +84,17 @@ impl RunDir {
     /// `lost` (started, no exit code, and its process is gone — the node rebooted or someone
     /// killed it). `/proc/<pid>/stat` rather than `kill -0`: the run may belong to root (sudo),
     /// which a signal probe from the login user cannot tell from a dead process; and a zombie
-    /// (state `Z`, ended but not yet reaped) is not running.
+    /// (state `Z`, ended but not yet reaped) is not running. A process found gone is looked
+    /// for `rc` again: the run's shell execs its last command (the `mv` that makes `rc`), so it
+    /// can end between the first look for `rc` and the look at `/proc` — a run that just
+    /// finished, not a lost one.
     pub fn poll(&self) -> CommandLine {
         let script = "cd -- \"$1\" 2>/dev/null || { echo absent; exit 0; }; \
              if [ -f rc ]; then echo \"exited $(cat rc)\"; \
              elif [ -f pid ]; then p=$(cat pid); \
                st=$(sed -n 's/^.*) \\(.\\).*$/\\1/p' \"/proc/$p/stat\" 2>/dev/null); \
                if [ -n \"$p\" ] && [ -n \"$st\" ] && [ \"$st\" != Z ]; then echo running; \
+               elif [ -f rc ]; then echo \"exited $(cat rc)\"; \
                else echo lost; fi; \
              elif [ -f pid.tmp ]; then echo running; \
              else echo absent; fi";

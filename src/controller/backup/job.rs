@@ -183,12 +183,7 @@ pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
         name: MOVER_CONTAINER.to_owned(),
         image: Some(input.image.to_owned()),
         image_pull_policy: t.image_pull_policy.clone(),
-        args: Some(vec![
-            "mover".to_owned(),
-            "backup".to_owned(),
-            "--log-format".to_owned(),
-            "json".to_owned(),
-        ]),
+        args: Some(vec!["mover".to_owned(), "backup".to_owned()]),
         env: Some(vec![EnvVar {
             name: REQUEST_ENV.to_owned(),
             value: Some(input.request_json.clone()),
@@ -212,7 +207,9 @@ pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
             }),
             ..SecurityContext::default()
         }),
-        termination_message_policy: Some("File".to_owned()),
+        // A mover that dies before writing its report (a crash, a usage error) still explains
+        // itself: the kubelet then takes the end of its log.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };
     Job {
@@ -325,11 +322,27 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
         {
             return JobView::Failed(Problem::new(reason, message));
         }
-        let container = terminated
+        let mut container = terminated
             .as_ref()
             .and_then(|t| t.reason.clone())
             .map(|r| format!("; the mover container ended with {r}"))
             .unwrap_or_default();
+        // No report: what the kubelet kept of its log instead (the mover never logs a secret).
+        if let (Some(Err(_)), Some(words)) = (
+            &report,
+            terminated.as_ref().and_then(|t| t.message.as_deref()),
+        ) {
+            let words: String = words
+                .trim()
+                .chars()
+                .rev()
+                .take(300)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            container.push_str(&format!("; its last output: {words}"));
+        }
         let reason = match terminated.as_ref().and_then(|t| t.reason.as_deref()) {
             Some("OOMKilled") => "MoverOOMKilled".to_owned(),
             _ => format!(

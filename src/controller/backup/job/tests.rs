@@ -105,7 +105,7 @@ fn secrets_arrive_as_read_only_volumes_never_as_args_or_env() {
         assert_eq!(m.read_only, Some(true), "{}", m.name);
     }
     let args = c.args.clone().unwrap().join(" ");
-    assert_eq!(args, "mover backup --log-format json");
+    assert_eq!(args, "mover backup");
 }
 
 #[test]

@@ -564,6 +564,56 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
     assert!(f.log_archives().is_empty(), "{:?}", f.log_archives());
 
+    // A bucket that does not exist: the mover's reason names it; no upload is left behind.
+    let mut target = f
+        .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+        .await?;
+    target.s3.as_mut().unwrap().connection.bucket = "no-such-bucket".into();
+    f.create_backup("no-bucket", target, |_| {}).await?;
+    let s = f.wait_backup("no-bucket", "Failed", BACKUP, failed).await?;
+    let failure = s.failure.clone().context("no failure")?;
+    assert_eq!(failure.step, "Upload", "{failure:?}");
+    assert!(failure.message.contains("no-such-bucket"), "{failure:?}");
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+
+    // Cancelled by deletion while `escadm backup` runs: the window closes, the files go, the
+    // object goes.
+    f.sim.nodes()[0].fault_once("backup", FaultKind::Hang { seconds: 4.0 })?;
+    let target = f
+        .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+        .await?;
+    f.create_backup("cancelled", target, |_| {}).await?;
+    f.wait_backup("cancelled", "in BackupDatabase", BACKUP, |s| {
+        s.steps.last().is_some_and(|st| {
+            st.name == esc_operator::api::BackupStep::BackupDatabase
+                && st.state == esc_operator::api::StepState::Running
+        })
+    })
+    .await?;
+    f.backups()
+        .delete("cancelled", &DeleteParams::default())
+        .await?;
+    let deadline = Instant::now() + BACKUP;
+    while f.backups().get_opt("cancelled").await?.is_some() {
+        if Instant::now() > deadline {
+            bail!(
+                "EscBackup cancelled not gone:\n{}",
+                tail(&f.operator.log(), 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cluster = f.clusters().get("esc").await?.status.unwrap_or_default();
+    assert!(cluster.maintenance_holders.is_empty(), "{cluster:?}");
+    assert_eq!(
+        f.sim.journal()?.mode_changes().last().map(|m| m.2),
+        Some(Mode::Operation)
+    );
+    // The detached backup may still be finishing on the node: its directory goes with the
+    // cleanup, which waits for nothing; give the hung command its seconds, then look.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+
     // A missing EscCluster fails fast in the preflight, nothing sent to ESC.
     let before = f.journal_words()?.len();
     let target = f

@@ -11,10 +11,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use esc_operator::esc::Sha256Digest;
 use esc_operator::esc::parse::parse_log_collect;
+use esc_operator::esc::{KnownHosts, Sha256Digest, SshCredentials};
+use esc_operator::mover::SinkSpec;
+use esc_operator::mover::sink::s3::{S3Access, S3Credentials};
+use esc_operator::mover::sink::sftp::SshAccess;
+use esc_operator::mover::sink::{StoreAccess, delete_stored, verify_stored};
 use esc_operator::mover::{ArchiveReader, MoverReport, MoverRequest, MoverStep, REQUEST_ENV};
 use esc_testbed::s3::{S3Kind, S3Server};
 use esc_testbed::sshd::{Fill, Role, SimEsc, SimNode, SimSpec};
@@ -22,6 +27,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const BUCKET: &str = "backups";
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `#[tokio::test]` per server for each scenario: `scenario::minio`, `scenario::versity`.
 macro_rules! on_both_servers {
@@ -375,6 +381,25 @@ async fn backup_and_check(
         !run.everything().contains(&secret),
         "{kind}: the S3 secret was printed"
     );
+
+    // What the controller does with credentials in memory: verify, then delete.
+    let spec: SinkSpec = serde_json::from_value(bed.s3_sink(s3, key, mode, &secret)?)?;
+    let access = StoreAccess::S3(S3Access {
+        credentials: S3Credentials::from_keys(s3.access_key(), secret.clone(), None),
+        ca_bundle_pem: None,
+    });
+    let stored = verify_stored(&spec, &access, TIMEOUT).await?;
+    ensure!(stored.size == bytes.len() as u64 && stored.sha256 == *sha256);
+    delete_stored(&spec, &access, TIMEOUT).await?;
+    ensure!(s3.head_object(BUCKET, key).await?.is_none());
+    ensure!(
+        s3.head_object(BUCKET, &format!("{key}.sha256"))
+            .await?
+            .is_none()
+    );
+    let gone = verify_stored(&spec, &access, TIMEOUT).await.unwrap_err();
+    ensure!(gone.reason == "ArtifactMissing", "{kind}: {gone:?}");
+    delete_stored(&spec, &access, TIMEOUT).await?;
     Ok(())
 }
 
@@ -560,6 +585,7 @@ async fn ha_to_sftp() -> Result<()> {
     let host = bed.sim.node("esc-b");
     let out = out_dir(host)?;
     let sink = sftp_sink(&bed, host, &out, &host.known_hosts_line(), None)?;
+    let sink_value = sink.clone();
     let run = run_mover(&bed.request(sink), bed.dir.path()).await?;
     ensure!(
         run.status == 0,
@@ -594,6 +620,14 @@ async fn ha_to_sftp() -> Result<()> {
         std::fs::read_to_string(out.join("backup-1.tar.sha256"))?
             == format!("{sha256}  backup-1.tar\n")
     );
+    // What the controller does with credentials in memory: verify, then delete.
+    let spec: SinkSpec = serde_json::from_value(sink_value)?;
+    let access = StoreAccess::Sftp(SshAccess {
+        credentials: SshCredentials::private_key(host.private_key_pem()?.into_bytes(), None),
+        known_hosts: KnownHosts::parse(&host.known_hosts_line()),
+    });
+    let stored = verify_stored(&spec, &access, TIMEOUT).await?;
+    ensure!(stored.size == bytes.len() as u64 && stored.sha256 == *sha256);
     // sha256sum itself agrees with the sidecar.
     let check = std::process::Command::new("sha256sum")
         .arg("-c")
@@ -605,6 +639,10 @@ async fn ha_to_sftp() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
+    delete_stored(&spec, &access, TIMEOUT).await?;
+    ensure!(listing(&out)?.is_empty(), "{:?}", listing(&out)?);
+    let gone = verify_stored(&spec, &access, TIMEOUT).await.unwrap_err();
+    ensure!(gone.reason == "ArtifactMissing", "{gone:?}");
     Ok(())
 }
 

@@ -13,11 +13,13 @@ pub mod s3;
 pub mod sftp;
 
 use std::path::Path;
+use std::time::Duration;
 
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::esc::Sha256Digest;
+use crate::mover::request::SinkSpec;
 
 /// A sink's failure.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -43,6 +45,54 @@ impl SinkError {
 pub struct StoredObject {
     pub size: u64,
     pub sha256: Sha256Digest,
+}
+
+/// What reaches a store, held in memory (the controller reads it from Secrets) or read from
+/// mounted files (the mover: [`s3::S3Access::from_files`], [`sftp::SshAccess::from_files`]).
+#[derive(Clone, Debug)]
+pub enum StoreAccess {
+    S3(s3::S3Access),
+    Sftp(sftp::SshAccess),
+}
+
+fn access_mismatch(spec: &SinkSpec) -> SinkError {
+    SinkError::new(
+        "AccessMismatch",
+        format!("the access given does not fit the store of {}", spec.uri()),
+    )
+}
+
+/// The stored artifact's size and digest, read back from the store (S3: HEAD, metadata and
+/// sidecar, which must agree; SFTP: stat and sidecar). `connect_timeout` bounds the SSH
+/// connection of an SFTP store.
+pub async fn verify_stored(
+    spec: &SinkSpec,
+    access: &StoreAccess,
+    connect_timeout: Duration,
+) -> Result<StoredObject, SinkError> {
+    match (spec, access) {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => s3::verify_stored(spec, access).await,
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
+            sftp::verify_stored(spec, access, connect_timeout).await
+        }
+        _ => Err(access_mismatch(spec)),
+    }
+}
+
+/// Deletes the stored artifact and its sidecar (`deletionPolicy: Delete`); what is already
+/// gone is no error.
+pub async fn delete_stored(
+    spec: &SinkSpec,
+    access: &StoreAccess,
+    connect_timeout: Duration,
+) -> Result<(), SinkError> {
+    match (spec, access) {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => s3::delete_stored(spec, access).await,
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
+            sftp::delete_stored(spec, access, connect_timeout).await
+        }
+        _ => Err(access_mismatch(spec)),
+    }
 }
 
 /// The sidecar's content: `HEX  BASENAME\n`, what `sha256sum` prints, so

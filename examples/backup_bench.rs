@@ -18,7 +18,7 @@
 //!   includes `sha256sum` on the node before the transfer), and its transfer phase alone; peak
 //!   RSS is `VmHWM` of `/proc/PID/status`, read until it exits;
 //! - `ssh | aws s3 cp`: OpenSSH's `ssh ... cat FILE` piped into awscli (`pip install awscli`;
-//!   the row says so when `aws` is missing). Its keys reach awscli through its environment.
+//!   the row says so when `aws` is missing). Its keys reach awscli in a credentials file.
 //!
 //! Goals (issue 19): mover ≥ 0.9× the slower raw leg, ≥ 1.3× the scripted pipeline, peak RSS
 //! ≤ 64 MiB and flat from 1 to 4 GiB. Disk: each size needs the file on the node plus one
@@ -300,15 +300,34 @@ impl Bench {
             file = file.display(),
             ep = s3.endpoint(),
         );
+        // The keys go to awscli in a credentials file of its own (0600), never in an argument
+        // or an environment value.
+        let creds = self.dir.path().join("aws-credentials");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&creds)?;
+            write!(
+                f,
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                s3.access_key(),
+                s3.secret_key()
+            )?;
+        }
         let t = Instant::now();
         let out = Command::new("bash")
             .arg("-c")
             .arg(&script)
-            .env("AWS_ACCESS_KEY_ID", s3.access_key())
-            .env("AWS_SECRET_ACCESS_KEY", s3.secret_key())
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
             .output()?;
         let seconds = t.elapsed().as_secs_f64();
         ensure!(

@@ -43,7 +43,7 @@ use crate::mover::report::{MoverReport, MoverStep, ProgressLine};
 use crate::mover::request::{MemberSource, MoverRequest, SinkSpec};
 use crate::mover::sink::s3::{self, S3Access, S3Upload};
 use crate::mover::sink::sftp::{self, SftpUpload, SshAccess, ssh_error};
-use crate::mover::sink::{SinkError, StoredObject};
+use crate::mover::sink::{SinkError, StoreAccess, StoredObject};
 
 /// The step the run is in, announced on stdout as it begins.
 struct Steps(std::sync::Mutex<MoverStep>);
@@ -193,12 +193,6 @@ impl AsyncWrite for Counted<'_> {
     }
 }
 
-/// What the sink needs besides its spec.
-enum SinkAccess {
-    S3(S3Access),
-    Sftp(SshAccess),
-}
-
 async fn run_steps(request: &MoverRequest, steps: &Steps) -> Result<MoverReport, StepError> {
     let started = Instant::now();
     steps.enter(MoverStep::ReadRequest);
@@ -206,10 +200,10 @@ async fn run_steps(request: &MoverRequest, steps: &Steps) -> Result<MoverReport,
         SshAccess::from_files(&request.ssh.credentials_dir, &request.ssh.known_hosts_file)
             .map_err(StepError::at(MoverStep::ReadRequest))?;
     let sink_access = match &request.sink {
-        SinkSpec::S3(spec) => SinkAccess::S3(
+        SinkSpec::S3(spec) => StoreAccess::S3(
             S3Access::from_files(spec).map_err(StepError::at(MoverStep::ReadRequest))?,
         ),
-        SinkSpec::Sftp(spec) => SinkAccess::Sftp(
+        SinkSpec::Sftp(spec) => StoreAccess::Sftp(
             SshAccess::from_files(&spec.credentials_dir, &spec.known_hosts_file)
                 .map_err(StepError::at(MoverStep::ReadRequest))?,
         ),
@@ -222,7 +216,7 @@ async fn run_steps(request: &MoverRequest, steps: &Steps) -> Result<MoverReport,
         .map_err(StepError::at(MoverStep::Connect))?;
     let mut s3_client = None;
     let mut sink = match (&request.sink, &sink_access) {
-        (SinkSpec::S3(spec), SinkAccess::S3(access)) => {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => {
             let client = s3::client(spec, access)
                 .await
                 .map_err(StepError::at(MoverStep::Connect))?;
@@ -233,7 +227,7 @@ async fn run_steps(request: &MoverRequest, steps: &Steps) -> Result<MoverReport,
                     .map_err(StepError::at(MoverStep::Connect))?,
             ))
         }
-        (SinkSpec::Sftp(spec), SinkAccess::Sftp(access)) => {
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
             let session = sftp::connect(spec, access, connect_timeout)
                 .await
                 .map_err(StepError::at(MoverStep::Connect))?;

@@ -453,7 +453,8 @@ async fn a_standalone_backup_to_s3_is_stored_verified_with_one_window_before_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ha_backup_over_sftp_collects_both_logs_standby_first() -> Result<()> {
+async fn ha_backups_over_sftp_and_to_s3_collect_both_logs_standby_first_and_can_stop_esc()
+-> Result<()> {
     let f = Fixture::start("bk-ha-sftp", SimSpec::ha()).await?;
     // The scp target: the standby's own sshd, into its data directory.
     let host = &f.sim.nodes()[1];
@@ -511,6 +512,44 @@ async fn an_ha_backup_over_sftp_collects_both_logs_standby_first() -> Result<()>
         "{names:?}"
     );
     assert!(f.leftovers().is_empty() && f.log_archives().is_empty());
+
+    // To S3 on both servers, then the manual's migration flow: after a verified backup,
+    // the standby is stopped first, then the master, each checked with `status --v`.
+    for kind in [S3Kind::Minio, S3Kind::Versity] {
+        let s3 = S3Server::start(kind).await?;
+        s3.create_bucket(BUCKET).await?;
+        let name = format!("pair-{}", kind.name());
+        let target = f
+            .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+            .await?;
+        let stop = kind == S3Kind::Versity;
+        f.create_backup(&name, target, |s| {
+            if stop {
+                s.after_backup = esc_operator::api::AfterBackup::StopServices;
+            }
+        })
+        .await?;
+        let s = f.wait_backup(&name, "Succeeded", BACKUP, succeeded).await?;
+        let key = format!("prod/{}/esc/{name}.tar", f.ns.name());
+        let (_, members) = read_back(s3.get_object(BUCKET, &key).await?).await?;
+        assert_eq!(
+            members.iter().filter(|m| m.starts_with("logs")).count(),
+            2,
+            "{members:?}"
+        );
+        if stop {
+            assert_eq!(f.sim.journal()?.stops(), ["esc-b", "esc-a"]);
+            let steps: Vec<_> = s.steps.iter().map(|st| st.name).collect();
+            assert!(
+                steps.ends_with(&[
+                    esc_operator::api::BackupStep::StopStandby,
+                    esc_operator::api::BackupStep::StopMaster
+                ]),
+                "{steps:?}"
+            );
+        }
+        s3.stop()?;
+    }
     Ok(())
 }
 
@@ -520,7 +559,8 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     let s3 = S3Server::start(S3Kind::Minio).await?;
     s3.create_bucket(BUCKET).await?;
 
-    // Wrong S3 credentials: the mover's reason, after the window closed.
+    // Wrong S3 credentials: refused in the preflight (it probes the target with a write),
+    // before anything is asked of ESC.
     let target = f
         .s3_target(
             &s3,
@@ -533,8 +573,9 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
         .wait_backup("wrong-creds", "Failed", BACKUP, failed)
         .await?;
     let failure = s.failure.clone().context("no failure")?;
-    assert_eq!(failure.step, "Upload", "{failure:?}");
+    assert_eq!(failure.step, "Preflight", "{failure:?}");
     assert!(!failure.reason.is_empty() && !s.message.clone().unwrap().is_empty());
+    assert!(f.journal_words()?.is_empty(), "{:?}", f.journal_words()?);
     let log = f.operator.log();
     assert!(
         !log.contains("wrong-secret-wrong-secret"),
@@ -564,7 +605,8 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
     assert!(f.log_archives().is_empty(), "{:?}", f.log_archives());
 
-    // A bucket that does not exist: the mover's reason names it; no upload is left behind.
+    // A bucket that does not exist: the preflight names it, ESC is not touched.
+    let before = f.journal_words()?.len();
     let mut target = f
         .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
         .await?;
@@ -572,9 +614,41 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     f.create_backup("no-bucket", target, |_| {}).await?;
     let s = f.wait_backup("no-bucket", "Failed", BACKUP, failed).await?;
     let failure = s.failure.clone().context("no failure")?;
-    assert_eq!(failure.step, "Upload", "{failure:?}");
+    assert_eq!(
+        (failure.step.as_str(), failure.reason.as_str()),
+        ("Preflight", "NoSuchBucket"),
+        "{failure:?}"
+    );
     assert!(failure.message.contains("no-such-bucket"), "{failure:?}");
+    assert_eq!(f.journal_words()?.len(), before);
+
+    // The bucket goes while the master's logs are collected (after the window): the mover
+    // fails with the store's reason, and nothing is left on the nodes.
+    f.sim.nodes()[0].fault_once("log", FaultKind::Hang { seconds: 4.0 })?;
+    let target = f
+        .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+        .await?;
+    f.create_backup("bucket-gone", target, |_| {}).await?;
+    f.wait_backup("bucket-gone", "in CollectMasterLogs", BACKUP, |s| {
+        s.steps.last().is_some_and(|st| {
+            st.name == esc_operator::api::BackupStep::CollectMasterLogs
+                && st.state == esc_operator::api::StepState::Running
+        })
+    })
+    .await?;
+    s3.client().delete_bucket().bucket(BUCKET).send().await?;
+    let s = f
+        .wait_backup("bucket-gone", "Failed", BACKUP, failed)
+        .await?;
+    let failure = s.failure.clone().context("no failure")?;
+    assert_eq!(
+        (failure.step.as_str(), failure.reason.as_str()),
+        ("Upload", "NoSuchBucket"),
+        "{failure:?}"
+    );
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    assert!(f.log_archives().is_empty(), "{:?}", f.log_archives());
+    s3.create_bucket(BUCKET).await?;
 
     // Cancelled by deletion while `escadm backup` runs: the window closes, the files go, the
     // object goes.

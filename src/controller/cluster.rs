@@ -21,6 +21,7 @@ use tracing::{Instrument, info_span};
 use super::context::{Context, jitter};
 use super::metrics::{ClusterInfoLabels, ClusterLabels};
 use super::nodes::{cluster_key, problem, session_options, target, target_of};
+use super::readable;
 use super::secrets::{self, SshAccess};
 use super::ssh_pool::NodeKey;
 use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
@@ -76,19 +77,10 @@ pub async fn reconcile(
     let span =
         info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
     let result = async {
-        let cluster = match &guarded.0 {
-            Ok(cluster) => Arc::new(cluster.clone()),
-            Err(invalid) => {
-                // Admission validates the schema, so this is a CRD/operator version skew: say so
-                // on the object and leave the other clusters alone.
-                tracing::warn!(error = %invalid.error, "the object does not match this operator's EscCluster type");
-                ctx.publish(&*guarded, true, "InvalidObject", &format!(
-                    "this operator cannot read the object: {}; is the installed CRD from the same release as the operator?",
-                    invalid.error
-                ), "Reconcile").await;
-                return Ok(Action::await_change());
-            }
+        let Some(cluster) = readable(&guarded, &ctx).await else {
+            return Ok(Action::await_change());
         };
+        let cluster = Arc::new(cluster);
         let api: Api<EscCluster> = Api::namespaced(ctx.client.clone(), &namespace);
         let object = format!("{namespace}/{name}");
         finalizer(&api, FINALIZER, cluster, |event| async {
@@ -99,7 +91,8 @@ pub async fn reconcile(
         })
         .await
         .map_err(|e| match e {
-            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => Error::Finalizer {
                 object,
                 message: other.to_string(),

@@ -34,6 +34,35 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{EscBackup, EscCluster};
 
+/// The object a watch delivered, or `None` when this operator cannot read it. Admission
+/// validates the schema, so that is a CRD/operator version skew: a Warning Event says so on the
+/// object, and the other objects go on.
+pub(crate) async fn readable<K>(guarded: &DeserializeGuard<K>, ctx: &Context) -> Option<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    match &guarded.0 {
+        Ok(object) => Some(object.clone()),
+        Err(invalid) => {
+            let kind = K::kind(&());
+            tracing::warn!(error = %invalid.error, "the object does not match this operator's {kind} type");
+            ctx.publish(
+                guarded,
+                true,
+                "InvalidObject",
+                &format!(
+                    "this operator cannot read the object: {}; is the installed CRD from the same \
+                     release as the operator?",
+                    invalid.error
+                ),
+                "Reconcile",
+            )
+            .await;
+            None
+        }
+    }
+}
+
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchScope {

@@ -33,6 +33,7 @@ use self::job::{MoverJobInput, job_view, mover_job};
 use self::request::{RequestInput, Roles, mover_request, sink};
 use super::context::Context;
 use super::metrics::{BackupOutcome, ClusterLabels};
+use super::readable;
 use super::secrets;
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
@@ -91,16 +92,8 @@ pub async fn reconcile(
     let span =
         info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
     let result = async {
-        let backup = match &guarded.0 {
-            Ok(backup) => backup.clone(),
-            Err(invalid) => {
-                tracing::warn!(error = %invalid.error, "the object does not match this operator's EscBackup type");
-                ctx.publish(&*guarded, true, "InvalidObject", &format!(
-                    "this operator cannot read the object: {}; is the installed CRD from the same release as the operator?",
-                    invalid.error
-                ), "Reconcile").await;
-                return Ok(Action::await_change());
-            }
+        let Some(backup) = readable(&guarded, &ctx).await else {
+            return Ok(Action::await_change());
         };
         let deleting = backup.meta().deletion_timestamp.is_some();
         if !deleting && !backup.finalizers().iter().any(|f| f == FINALIZER) {
@@ -143,11 +136,20 @@ fn now() -> Time {
 }
 
 async fn add_finalizer(ctx: &Context, backup: &EscBackup) -> Result<(), Error> {
-    let api: Api<EscBackup> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
     let mut finalizers = backup.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
-    // The resourceVersion makes it a compare-and-swap: never drop someone else's finalizer.
+    set_finalizers(ctx, backup, finalizers).await
+}
+
+/// Writes the finalizer list. The resourceVersion makes it a compare-and-swap: never drop
+/// someone else's finalizer added meanwhile.
+async fn set_finalizers(
+    ctx: &Context,
+    backup: &EscBackup,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<EscBackup> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "metadata": {
             "finalizers": finalizers,
@@ -233,27 +235,13 @@ async fn finalize(backup: &EscBackup, ctx: &Context) -> Result<Action, Error> {
             }
         }
     }
-    let api: Api<EscBackup> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
     let finalizers: Vec<String> = backup
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": backup.resource_version()}
-    });
-    api.patch(
-        &backup.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Write {
-        object: object(backup),
-        source,
-    })?;
+    set_finalizers(ctx, backup, finalizers).await?;
     ctx.forget(backup);
     Ok(Action::await_change())
 }
@@ -362,11 +350,12 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
         current_step(&previous),
         None | Some(crate::api::BackupStep::Preflight)
     ) && !deleting;
-    let secrets = match (&cluster, needs_secrets) {
+    let queue = queue_position(ctx, backup);
+    // Only when it is this run's turn: a queued run would write a probe at every look.
+    let secrets = match (&cluster, needs_secrets && queue == 0) {
         (Some(cluster), true) => check_secrets(ctx, cluster, backup).await,
         _ => Ok(()),
     };
-    let queue = queue_position(ctx, backup);
     let mut observed = None;
     let mut remote = remote::Remote::new(ctx, cluster.as_ref());
     for _ in 0..ROUNDS {
@@ -458,7 +447,8 @@ fn record_outcome(ctx: &Context, backup: &EscBackup, status: &EscBackupStatus) {
     );
 }
 
-/// Every Secret the run needs exists with its keys: the cluster's SSH Secrets and the target's.
+/// Every Secret the run needs exists with its keys (the cluster's SSH Secrets and the
+/// target's), and the target takes a file where the artifact will go.
 async fn check_secrets(
     ctx: &Context,
     cluster: &EscCluster,
@@ -467,8 +457,9 @@ async fn check_secrets(
     let namespace = backup.namespace().unwrap_or_default();
     secrets::load(&ctx.client, &namespace, &cluster.spec.ssh).await?;
     let sink = sink(&backup.spec, &namespace, &backup.name_any())?;
-    target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
-    Ok(())
+    let target = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
+    // Reachable and writable, before anything is asked of ESC.
+    target::probe(&target).await
 }
 
 async fn write_status(

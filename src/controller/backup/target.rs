@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::job::MoverSecrets;
 use crate::api::{EscBackupSpec, EscCluster};
 use crate::controller::secrets::{self, credentials_of, known_hosts_of, text_of};
-use crate::mover::sink::{SinkError, s3, sftp};
-use crate::mover::{S3Sink, SftpSink, SinkSpec};
+use crate::mover::SinkSpec;
+use crate::mover::sink::{self, SinkError, StoreAccess, s3, sftp};
 use crate::plan::backup::StoredArtifact;
 use crate::plan::report::Problem;
 
@@ -19,10 +19,10 @@ pub const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 /// The CA bundle key of the S3 CA Secret.
 pub const CA_CERT: &str = "ca.crt";
 
-/// What reaching the target needs, read from its Secrets.
-pub enum TargetAccess {
-    S3(S3Sink, s3::S3Access),
-    Sftp(SftpSink, sftp::SshAccess),
+/// The target and what reaching it needs, read from its Secrets.
+pub struct TargetAccess {
+    pub sink: SinkSpec,
+    pub access: StoreAccess,
 }
 
 /// The Secrets the mover mounts.
@@ -65,7 +65,7 @@ pub async fn load(
     sink: &SinkSpec,
 ) -> Result<TargetAccess, Problem> {
     match (sink, &spec.target.s3, &spec.target.scp) {
-        (SinkSpec::S3(sink), Some(target), _) => {
+        (SinkSpec::S3(_), Some(target), _) => {
             let c = &target.connection;
             let credentials = match &c.credentials_secret_ref {
                 None => s3::S3Credentials::Ambient,
@@ -112,15 +112,15 @@ pub async fn load(
                     Some(pem.into_bytes())
                 }
             };
-            Ok(TargetAccess::S3(
-                sink.clone(),
-                s3::S3Access {
+            Ok(TargetAccess {
+                sink: sink.clone(),
+                access: StoreAccess::S3(s3::S3Access {
                     credentials,
                     ca_bundle_pem,
-                },
-            ))
+                }),
+            })
         }
-        (SinkSpec::Sftp(sink), _, Some(scp)) => {
+        (SinkSpec::Sftp(_), _, Some(scp)) => {
             let creds_field = "spec.target.scp.credentialsSecretRef";
             let hosts_field = "spec.target.scp.knownHostsSecretRef";
             let creds = secrets::read(
@@ -137,9 +137,9 @@ pub async fn load(
                 hosts_field,
             )
             .await?;
-            Ok(TargetAccess::Sftp(
-                sink.clone(),
-                sftp::SshAccess {
+            Ok(TargetAccess {
+                sink: sink.clone(),
+                access: StoreAccess::Sftp(sftp::SshAccess {
                     credentials: credentials_of(
                         namespace,
                         &scp.credentials_secret_ref.name,
@@ -150,8 +150,8 @@ pub async fn load(
                         &scp.known_hosts_secret_ref.name,
                         &hosts.data,
                     )?,
-                },
-            ))
+                }),
+            })
         }
         _ => Err(Problem::new(
             "NoTarget",
@@ -167,28 +167,37 @@ fn problem(e: SinkError) -> Problem {
 /// How long the operator waits to reach an scp target.
 const SFTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The preflight's look at the target: it takes a file at the artifact's place.
+pub async fn probe(target: &TargetAccess) -> Result<(), Problem> {
+    sink::probe_writable(&target.sink, &target.access, SFTP_CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| {
+            Problem::new(
+                e.reason,
+                format!(
+                    "the backup target {} is not writable: {}",
+                    target.sink.uri(),
+                    e.message
+                ),
+            )
+        })
+}
+
 /// Reads the stored artifact back: size, and the SHA-256 its metadata and sidecar record.
-pub async fn verify(access: &TargetAccess) -> Result<StoredArtifact, Problem> {
-    let (uri, stored) = match access {
-        TargetAccess::S3(sink, a) => (sink.uri(), s3::verify_stored(sink, a).await),
-        TargetAccess::Sftp(sink, a) => (
-            sink.uri(),
-            sftp::verify_stored(sink, a, SFTP_CONNECT_TIMEOUT).await,
-        ),
-    };
-    let stored = stored.map_err(problem)?;
+pub async fn verify(target: &TargetAccess) -> Result<StoredArtifact, Problem> {
+    let stored = sink::verify_stored(&target.sink, &target.access, SFTP_CONNECT_TIMEOUT)
+        .await
+        .map_err(problem)?;
     Ok(StoredArtifact {
-        uri,
+        uri: target.sink.uri(),
         size: stored.size,
         sha256: stored.sha256.to_string(),
     })
 }
 
 /// Deletes the stored artifact and its sidecar (`deletionPolicy: Delete`); absent is no error.
-pub async fn delete(access: &TargetAccess) -> Result<(), Problem> {
-    match access {
-        TargetAccess::S3(sink, a) => s3::delete_stored(sink, a).await,
-        TargetAccess::Sftp(sink, a) => sftp::delete_stored(sink, a, SFTP_CONNECT_TIMEOUT).await,
-    }
-    .map_err(problem)
+pub async fn delete(target: &TargetAccess) -> Result<(), Problem> {
+    sink::delete_stored(&target.sink, &target.access, SFTP_CONNECT_TIMEOUT)
+        .await
+        .map_err(problem)
 }

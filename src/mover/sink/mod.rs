@@ -79,6 +79,21 @@ pub async fn verify_stored(
     }
 }
 
+/// Whether the store takes a file at the artifact's place (written and removed again).
+pub async fn probe_writable(
+    spec: &SinkSpec,
+    access: &StoreAccess,
+    connect_timeout: Duration,
+) -> Result<(), SinkError> {
+    match (spec, access) {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => s3::probe_writable(spec, access).await,
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
+            sftp::probe_writable(spec, access, connect_timeout).await
+        }
+        _ => Err(access_mismatch(spec)),
+    }
+}
+
 /// Deletes the stored artifact and its sidecar (`deletionPolicy: Delete`); what is already
 /// gone is no error.
 pub async fn delete_stored(

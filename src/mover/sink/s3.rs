@@ -814,6 +814,30 @@ async fn put_sidecar(
     Ok(())
 }
 
+/// Whether the store takes an object at the artifact's place: an empty `KEY.preflight` is
+/// written and deleted again (the operator's preflight, before anything is asked of ESC).
+pub async fn probe_writable(spec: &S3Sink, access: &S3Access) -> Result<(), SinkError> {
+    let client = client(spec, access).await?;
+    let key = format!("{}.preflight", spec.key);
+    let place = format!("s3://{}/{key}", spec.bucket);
+    client
+        .put_object()
+        .bucket(&spec.bucket)
+        .key(&key)
+        .body(ByteStream::from_static(b""))
+        .send()
+        .await
+        .map_err(|e| classify(&format!("writing {place}"), spec, e))?;
+    client
+        .delete_object()
+        .bucket(&spec.bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(|e| classify(&format!("deleting {place}"), spec, e))?;
+    Ok(())
+}
+
 /// Reads back a stored artifact: its size (HEAD), the digest in its metadata and in its
 /// sidecar, which must agree. Fails when the object or the sidecar is missing, or the two
 /// digests differ.

@@ -320,6 +320,33 @@ impl AsyncWrite for SftpUpload {
     }
 }
 
+/// Whether the host takes a file beside the artifact: `PATH.preflight-<random>` is created
+/// (exclusive, 0600) and removed again (the operator's preflight).
+pub async fn probe_writable(
+    spec: &SftpSink,
+    access: &SshAccess,
+    connect_timeout: Duration,
+) -> Result<(), SinkError> {
+    let session = connect(spec, access, connect_timeout).await?;
+    let result = async {
+        let sftp = open_sftp(&session).await?;
+        let probe = format!("{}.preflight-{:08x}", spec.path, rand::random::<u32>());
+        let created = match create_exclusive(&sftp, &probe).await {
+            Ok(file) => {
+                drop(file);
+                let _ = sftp.remove_file(&probe).await;
+                Ok(())
+            }
+            Err(e) => Err(sftp_error(&format!("creating {probe}"), &spec.host, &e)),
+        };
+        let _ = sftp.close().await;
+        created
+    }
+    .await;
+    session.close().await;
+    result
+}
+
 /// Reads back a stored artifact: its size (stat) and the digest in its sidecar.
 pub async fn verify_stored(
     spec: &SftpSink,

@@ -293,6 +293,6 @@ mod tests {
     #[test]
     fn russh_messages_stay_small() {
         let size = std::mem::size_of::<russh::client::Msg>();
-        assert!(size <= 160, "russh::client::Msg is {size} bytes");
+        assert!(size <= 96, "russh::client::Msg is {size} bytes");
     }
 }

@@ -66,7 +66,8 @@ pub(crate) struct CommonSession<Config> {
     pub remote_sshid: Vec<u8>,
     pub config: Config,
     pub encrypted: Option<Encrypted>,
-    pub auth_method: Option<auth::Method>,
+    // Boxed (esc-operator patch): `auth::Method` is 528 bytes inline, kept in every session.
+    pub auth_method: Option<Box<auth::Method>>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) auth_attempts: usize,
     pub packet_writer: PacketWriter,

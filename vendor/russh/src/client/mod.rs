@@ -2164,9 +2164,9 @@ mod tests {
             CommonSession {
                 auth_user: "user".to_owned(),
                 auth_attempts: 0,
-                auth_method: Some(Method::KeyboardInteractive {
+                auth_method: Some(Box::new(Method::KeyboardInteractive {
                     submethods: String::new(),
-                }),
+                })),
                 remote_to_local: Box::new(cipher::clear::Key),
                 encrypted: Some(Encrypted {
                     state: EncryptedState::WaitingAuthRequest(auth_request),

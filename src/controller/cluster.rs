@@ -22,7 +22,7 @@ use super::context::{Context, jitter};
 use super::metrics::{ClusterInfoLabels, ClusterLabels};
 use super::nodes::{cluster_key, problem, session_options, target, target_of};
 use super::readable;
-use super::secrets::{self, SshAccess};
+use super::secrets::SshAccess;
 use super::ssh_pool::NodeKey;
 use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
 use crate::esc::{DriverError, SessionOptions, SshTarget};
@@ -149,7 +149,10 @@ async fn converge(
 ) -> Result<ClusterPlan, Error> {
     let namespace = cluster.namespace().unwrap_or_default();
     let api: Api<EscCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-    let access = secrets::load(&ctx.client, &namespace, &cluster.spec.ssh).await;
+    let access = ctx
+        .secrets
+        .load(&ctx.client, &namespace, &cluster.spec.ssh)
+        .await;
     let probes = match &access {
         Ok(access) => Ok(probe_all(cluster, ctx, access).await),
         Err(problem) => Err(problem.clone()),

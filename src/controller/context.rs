@@ -1,5 +1,5 @@
 //! What every reconcile gets: the Kubernetes client, the Event recorder, the metrics, the SSH
-//! pool, per-object backoff, and the operator's options.
+//! pool, the Secret cache, per-object backoff, and the operator's options.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use kube::{Client, Resource};
 use super::backup::job::MoverTemplate;
 use super::metrics::Metrics;
 use super::runs::RunStores;
+use super::secrets::SecretCache;
 use super::ssh_pool::SshPool;
 
 /// Settings from the command line (and later the chart's values).
@@ -55,6 +56,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub ssh: SshPool,
+    /// The clusters' Secrets: what was parsed from them, reused while their version holds.
+    pub secrets: SecretCache,
     pub options: ControllerOptions,
     /// The backup and restore runs, as watched (who holds a cluster in maintenance).
     pub runs: RunStores,
@@ -64,8 +67,9 @@ pub struct Context {
     /// The status this process last stored per object (by uid). A reconcile can start from a
     /// cached object older than this process's own last write (the watch lags); planning from
     /// it would move condition times and write again. The leader is the only writer, so what
-    /// it wrote last is what the API server holds.
-    written: Mutex<HashMap<String, serde_json::Value>>,
+    /// it wrote last is what the API server holds. Kept as compact JSON text: a parsed
+    /// `serde_json::Value` per cluster costs several times as much memory at 500 clusters.
+    written: Mutex<HashMap<String, Box<str>>>,
 }
 
 impl Context {
@@ -82,6 +86,7 @@ impl Context {
                 options.ssh_idle_timeout,
                 metrics.clone(),
             ),
+            secrets: SecretCache::default(),
             client,
             metrics,
             options,
@@ -110,13 +115,8 @@ impl Context {
         object: &K,
     ) -> Option<S> {
         let uid = object.meta().uid.as_deref()?;
-        let value = self
-            .written
-            .lock()
-            .expect("written lock")
-            .get(uid)
-            .cloned()?;
-        serde_json::from_value(value).ok()
+        let written = self.written.lock().expect("written lock");
+        serde_json::from_str(written.get(uid)?).ok()
     }
 
     /// Records the status just stored for `object`.
@@ -125,11 +125,11 @@ impl Context {
         object: &K,
         status: &S,
     ) {
-        if let (Some(uid), Ok(value)) = (object.meta().uid.clone(), serde_json::to_value(status)) {
+        if let (Some(uid), Ok(text)) = (object.meta().uid.clone(), serde_json::to_string(status)) {
             self.written
                 .lock()
                 .expect("written lock")
-                .insert(uid, value);
+                .insert(uid, text.into_boxed_str());
         }
     }
 

@@ -25,7 +25,6 @@ use futures::future::BoxFuture;
 use futures::future::join_all;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -103,10 +102,23 @@ fn reconcile_trigger(obj: &DeserializeGuard<EscCluster>) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What the reconciler never reads, dropped before an EscCluster enters the cache: the
+/// managedFields and kubectl's copy of the whole object (500 clusters are held in memory).
+fn strip_cluster(guarded: &mut DeserializeGuard<EscCluster>) {
+    let meta = match &mut guarded.0 {
+        Ok(cluster) => &mut cluster.metadata,
+        Err(invalid) => &mut invalid.metadata,
+    };
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// The EscClusters that name `secret` in their SSH settings.
 fn clusters_using(
     store: &Store<DeserializeGuard<EscCluster>>,
-    secret: &Secret,
+    secret: &secrets::SecretMeta,
 ) -> Vec<ObjectRef<DeserializeGuard<EscCluster>>> {
     let namespace = secret.namespace();
     let name = secret.name_any();
@@ -164,7 +176,7 @@ pub async fn run(
     let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
     let mut ready: Vec<BoxFuture<'static, ()>> = Vec::new();
     let cluster_apis = scope.apis::<DeserializeGuard<EscCluster>>(&ctx.client);
-    let secret_apis = scope.apis::<Secret>(&ctx.client);
+    let secret_apis = scope.apis::<secrets::SecretMeta>(&ctx.client);
     let backup_apis = scope.apis::<DeserializeGuard<EscBackup>>(&ctx.client);
     let job_apis = scope.apis::<Job>(&ctx.client);
     for (((clusters, secrets), backups), jobs) in cluster_apis
@@ -186,20 +198,35 @@ pub async fn run(
         let (reader, writer) = reflector::store();
         let stream = watcher(clusters.clone(), watcher::Config::default().any_semantic())
             .default_backoff()
+            .modify(strip_cluster)
             .reflect(writer)
             .applied_objects()
             .predicate_filter(reconcile_trigger, Default::default());
         let for_secrets = reader.clone();
         ready.push(wait_ready(reader.clone()));
-        // Changes only: the initial list of every Secret would trigger a second reconcile of
-        // each cluster at start-up, on a cached copy older than the first one's writes.
+        // Metadata only (the cache GETs the few Secrets clusters name, when their version
+        // changes), stripped to what the cache compares. Changes only trigger: the initial list
+        // of every Secret would trigger a second reconcile of each cluster at start-up, on a
+        // cached copy older than the first one's writes.
+        let (secret_versions, secret_writer) = reflector::store();
+        ctx.secrets.watch(secret_versions);
+        let cache = ctx.clone();
         let secret_changes = watcher(secrets, watcher::Config::default().any_semantic())
             .default_backoff()
-            .try_filter_map(|event| async move {
-                Ok(match event {
-                    watcher::Event::Apply(s) | watcher::Event::Delete(s) => Some(s),
+            .modify(secrets::strip_meta)
+            .reflect(secret_writer)
+            .try_filter_map(move |event| {
+                let changed = match event {
+                    watcher::Event::Apply(s) => Some(s),
+                    watcher::Event::Delete(s) => {
+                        cache
+                            .secrets
+                            .forget(&s.namespace().unwrap_or_default(), &s.name_any());
+                        Some(s)
+                    }
                     _ => None,
-                })
+                };
+                async move { Ok(changed) }
             });
         let cluster_controller = Controller::for_stream(stream, reader)
             .watches_stream(secret_changes, move |secret| {

@@ -1,12 +1,16 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease (kube-lease-manager): only the holder
 //! reconciles and writes. The holder renews before the lease expires; a standby takes the lease
-//! once it expires (at most `lease_duration` after the holder died). SIGTERM releases it: a
-//! process that starts afterwards (a rollout's new pod) takes it at once; a standby that was
-//! already waiting does not watch the Lease and takes it at its next look, within
-//! `lease_duration` (kube-lease-manager sleeps until the expiry it last saw).
+//! once it expires (at most `lease_duration` after the holder died). SIGTERM releases it, and a
+//! standby takes a released lease at once: kube-lease-manager sleeps until the expiry it last
+//! saw, so the standby also watches the Lease, and when a lease it saw held by another process
+//! is let go it starts a fresh manager, which reads the Lease anew and takes it.
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,7 +33,11 @@ const RENEW_MARGIN_SECONDS: u64 = 3;
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 pub struct LeaderElection {
+    client: kube::Client,
+    lease_name: String,
+    namespace: String,
     identity: String,
+    duration: u64,
     rx: watch::Receiver<bool>,
     task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
 }
@@ -66,29 +74,62 @@ impl LeaderElection {
             .lease_duration
             .as_secs()
             .max(RENEW_MARGIN_SECONDS + 2);
-        let manager = LeaseManagerBuilder::new(client, &config.lease_name)
-            .with_namespace(&namespace)
-            .with_identity(&identity)
-            .with_duration(duration)
-            .with_grace(RENEW_MARGIN_SECONDS)
-            .with_field_manager("esc-operator-leader")
-            .build()
-            .await?;
-        let (rx, task) = manager.watch().await;
-        Ok(LeaderElection { identity, rx, task })
+        let (rx, task) =
+            manage(&client, &config.lease_name, &namespace, &identity, duration).await?;
+        Ok(LeaderElection {
+            client,
+            lease_name: config.lease_name.clone(),
+            namespace,
+            identity,
+            duration,
+            rx,
+            task,
+        })
     }
 
     pub fn identity(&self) -> &str {
         &self.identity
     }
 
-    /// Completes once this process holds the lease.
+    /// Completes once this process holds the lease: when the manager takes it, or at once after
+    /// its holder released it.
     pub async fn wait_until_leader(&mut self) -> Result<(), String> {
-        self.rx
-            .wait_for(|leader| *leader)
-            .await
-            .map(|_| ())
-            .map_err(|_| "the lease manager stopped".to_owned())
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        loop {
+            let released = tokio::select! {
+                won = self.rx.wait_for(|leader| *leader) => {
+                    won.map_err(|_| "the lease manager stopped".to_owned())?;
+                    false
+                }
+                () = released_by_other(leases.clone(), &self.lease_name, &self.identity) => true,
+            };
+            if !released {
+                return Ok(());
+            }
+            tracing::info!(
+                identity = self.identity,
+                "the leader released the lease; taking it"
+            );
+            self.restart().await.map_err(|e| e.to_string())?;
+        }
+    }
+
+    /// Replaces the manager (a standby's, sleeping until the expiry it last saw) by a fresh one
+    /// that reads the Lease first. Aborting the old one gives nothing up: it did not hold the
+    /// lease, and if it took it a moment ago the fresh one, with the same identity, holds it.
+    async fn restart(&mut self) -> Result<(), LeaseManagerError> {
+        self.task.abort();
+        let (rx, task) = manage(
+            &self.client,
+            &self.lease_name,
+            &self.namespace,
+            &self.identity,
+            self.duration,
+        )
+        .await?;
+        self.rx = rx;
+        self.task = task;
+        Ok(())
     }
 
     pub fn leadership(&self) -> Leadership {
@@ -100,7 +141,9 @@ impl LeaderElection {
     /// Gives the lease up (closing the channel makes the manager release it) and waits a few
     /// seconds for that to reach the API server.
     pub async fn release(self) {
-        let LeaderElection { identity, rx, task } = self;
+        let LeaderElection {
+            identity, rx, task, ..
+        } = self;
         drop(rx);
         match tokio::time::timeout(Duration::from_secs(5), task).await {
             Ok(Ok(Ok(_))) => tracing::info!(identity, "released the leader lease"),
@@ -111,6 +154,60 @@ impl LeaderElection {
             Err(_) => tracing::warn!(identity, "releasing the leader lease timed out"),
         }
     }
+}
+
+type Managed = (
+    watch::Receiver<bool>,
+    JoinHandle<Result<LeaseManager, LeaseManagerError>>,
+);
+
+/// A lease manager for `identity`, running: the receiver says whether it holds the lease.
+async fn manage(
+    client: &kube::Client,
+    lease_name: &str,
+    namespace: &str,
+    identity: &str,
+    duration: u64,
+) -> Result<Managed, LeaseManagerError> {
+    let manager = LeaseManagerBuilder::new(client.clone(), lease_name)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(duration)
+        .with_grace(RENEW_MARGIN_SECONDS)
+        .with_field_manager("esc-operator-leader")
+        .build()
+        .await?;
+    Ok(manager.watch().await)
+}
+
+/// Completes when the lease, seen held by another process, is seen without a holder: its
+/// holder released it. A lease that is free when the watch starts is the manager's to take (it
+/// reads the Lease before it sleeps), so only that transition counts. Watch errors are retried
+/// with backoff; until the watch works again the manager's own expiry wait still applies.
+async fn released_by_other(leases: Api<Lease>, lease_name: &str, identity: &str) {
+    let mut states = std::pin::pin!(
+        watcher::watch_object(leases, lease_name)
+            .default_backoff()
+            .map(|item| item.map(|lease| holder(lease.as_ref())))
+    );
+    let mut held_by_other = false;
+    while let Some(item) = states.next().await {
+        match item {
+            Ok(Some(h)) => held_by_other = h != identity,
+            Ok(None) if held_by_other => return,
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "watching the leader lease"),
+        }
+    }
+    std::future::pending().await
+}
+
+/// Who holds `lease` (`None`: nobody, or no Lease).
+fn holder(lease: Option<&Lease>) -> Option<String> {
+    lease
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.holder_identity.clone())
+        .filter(|h| !h.is_empty())
 }
 
 fn default_identity() -> String {

@@ -34,7 +34,6 @@ use self::request::{RequestInput, Roles, mover_request, sink};
 use super::context::Context;
 use super::metrics::{BackupOutcome, ClusterLabels};
 use super::readable;
-use super::secrets;
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
     TransferProgress,
@@ -455,7 +454,9 @@ async fn check_secrets(
     backup: &EscBackup,
 ) -> Result<(), Problem> {
     let namespace = backup.namespace().unwrap_or_default();
-    secrets::load(&ctx.client, &namespace, &cluster.spec.ssh).await?;
+    ctx.secrets
+        .load(&ctx.client, &namespace, &cluster.spec.ssh)
+        .await?;
     let sink = sink(&backup.spec, &namespace, &backup.name_any())?;
     let target = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
     // Reachable and writable, before anything is asked of ESC.

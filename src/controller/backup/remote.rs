@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::api::{EscCluster, NodeFile, NodeFileKind};
 use crate::controller::context::Context;
 use crate::controller::nodes::{connect, problem};
-use crate::controller::secrets::{self, SshAccess};
+use crate::controller::secrets::SshAccess;
 use crate::controller::ssh_pool::NodeKey;
 use crate::esc::{DriverError, EscNode, EscadmCommand, RemotePath, RunDir, RunState};
 use crate::plan::backup::{DATABASE_FILE, RemoteCommand, RemoteOutcome};
@@ -45,8 +45,12 @@ impl<'a> Remote<'a> {
         };
         if self.access.is_none() {
             let namespace = kube::ResourceExt::namespace(cluster).unwrap_or_default();
-            self.access =
-                Some(secrets::load(&self.ctx.client, &namespace, &cluster.spec.ssh).await);
+            self.access = Some(
+                self.ctx
+                    .secrets
+                    .load(&self.ctx.client, &namespace, &cluster.spec.ssh)
+                    .await,
+            );
         }
         let access = match self.access.as_ref().expect("just loaded") {
             Ok(a) => a,

@@ -306,3 +306,16 @@ impl SshSession {
         Ok(channel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Each connection's russh session allocates four channel blocks of 32 messages when it
+    /// starts. Upstream russh 0.65.1's message is 552 bytes (17.7 KiB a block, ~70 KiB a
+    /// connection); the patched copy in vendor/russh boxes the large variants. Fails when the
+    /// patch is lost (say, on a russh upgrade), before the scale bench shows it.
+    #[test]
+    fn russh_messages_stay_small() {
+        let size = std::mem::size_of::<russh::client::Msg>();
+        assert!(size <= 96, "russh::client::Msg is {size} bytes");
+    }
+}

@@ -688,6 +688,49 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
 
+    // An scp target whose host key is not the one known: refused in the preflight.
+    let node = &f.sim.nodes()[0];
+    f.secret(
+        "wrong-known-hosts",
+        &[(
+            "known_hosts",
+            &format!(
+                "[{}]:{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n",
+                node.address(),
+                node.port()
+            ),
+        )],
+    )
+    .await?;
+    let before = f.journal_words()?.len();
+    let target = BackupTarget {
+        s3: None,
+        scp: Some(ScpLocation {
+            host: node.address().to_string(),
+            port: node.port(),
+            user: node.key_user().into(),
+            path: node.data_dir().display().to_string(),
+            credentials_secret_ref: LocalObjectRef {
+                name: f.secrets.credentials.clone(),
+            },
+            known_hosts_secret_ref: LocalObjectRef {
+                name: "wrong-known-hosts".into(),
+            },
+        }),
+    };
+    f.create_backup("wrong-host-key", target, |_| {}).await?;
+    let s = f
+        .wait_backup("wrong-host-key", "Failed", BACKUP, failed)
+        .await?;
+    let failure = s.failure.clone().context("no failure")?;
+    assert_eq!(
+        (failure.step.as_str(), failure.reason.as_str()),
+        ("Preflight", "HostKeyMismatch"),
+        "{failure:?}"
+    );
+    assert!(failure.message.contains("SHA256:"), "{failure:?}");
+    assert_eq!(f.journal_words()?.len(), before);
+
     // A missing EscCluster fails fast in the preflight, nothing sent to ESC.
     let before = f.journal_words()?.len();
     let target = f

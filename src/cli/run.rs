@@ -83,6 +83,9 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
                 .map_err(|e| format!("the mover template {}: {e}", path.display()))?
         }
     };
+    mover
+        .validate()
+        .map_err(|e| format!("the mover template: {e}"))?;
     let config = OperatorConfig {
         scope: if namespaces.is_empty() {
             WatchScope::All

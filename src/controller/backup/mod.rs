@@ -182,7 +182,12 @@ async fn finalize(backup: &EscBackup, ctx: &Context) -> Result<Action, Error> {
         && let Some(artifact) = &status.artifact
     {
         let namespace = backup.namespace().unwrap_or_default();
-        let result = match sink(&backup.spec, &namespace, &backup.name_any()) {
+        let result = match sink(
+            &backup.spec,
+            &namespace,
+            &backup.name_any(),
+            &ctx.options.mover,
+        ) {
             Ok(sink) => match target::load(&ctx.client, &namespace, &backup.spec, &sink).await {
                 Ok(access) => target::delete(&access).await,
                 Err(p) => Err(p),
@@ -457,7 +462,12 @@ async fn check_secrets(
     ctx.secrets
         .load(&ctx.client, &namespace, &cluster.spec.ssh)
         .await?;
-    let sink = sink(&backup.spec, &namespace, &backup.name_any())?;
+    let sink = sink(
+        &backup.spec,
+        &namespace,
+        &backup.name_any(),
+        &ctx.options.mover,
+    )?;
     let target = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
     // Reachable and writable, before anything is asked of ESC.
     target::probe(&target).await
@@ -588,6 +598,7 @@ async fn create_job(
         roles,
         esc_version: view.esc_version.as_deref().unwrap_or(""),
         created_at: &created_at,
+        template: &ctx.options.mover,
     })?;
     let request_json = request
         .to_json()
@@ -661,7 +672,12 @@ async fn verify(
     backup: &EscBackup,
 ) -> Result<crate::plan::backup::StoredArtifact, Problem> {
     let namespace = backup.namespace().unwrap_or_default();
-    let sink = sink(&backup.spec, &namespace, &backup.name_any())?;
+    let sink = sink(
+        &backup.spec,
+        &namespace,
+        &backup.name_any(),
+        &ctx.options.mover,
+    )?;
     let access = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
     target::verify(&access).await
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::job::{
-    ESC_CREDENTIALS_DIR, ESC_KNOWN_HOSTS_DIR, TARGET_CA_DIR, TARGET_CREDENTIALS_DIR,
+    ESC_CREDENTIALS_DIR, ESC_KNOWN_HOSTS_DIR, MoverTemplate, TARGET_CA_DIR, TARGET_CREDENTIALS_DIR,
     TARGET_KNOWN_HOSTS_DIR,
 };
 use crate::api::{EscBackupSpec, EscBackupStatus, EscCluster, NodeFileKind, Time};
@@ -21,7 +21,12 @@ pub const DYNAMIC_MAPPING_FILE: &str = "/opt/cisco/esc/esc-dynamic-mapping/dynam
 
 /// Where the artifact of `backup` goes: `<prefix><namespace>/<cluster>/<backup>.tar` in S3,
 /// `<path>/<namespace>-<cluster>-<backup>.tar` on an scp host.
-pub fn sink(spec: &EscBackupSpec, namespace: &str, backup: &str) -> Result<SinkSpec, Problem> {
+pub fn sink(
+    spec: &EscBackupSpec,
+    namespace: &str,
+    backup: &str,
+    template: &MoverTemplate,
+) -> Result<SinkSpec, Problem> {
     let cluster = &spec.cluster_ref.name;
     if let Some(s3) = &spec.target.s3 {
         let c = &s3.connection;
@@ -37,8 +42,8 @@ pub fn sink(spec: &EscBackupSpec, namespace: &str, backup: &str) -> Result<SinkS
             checksum_mode: c.checksum_mode,
             storage_class: s3.storage_class.clone(),
             sse: s3.sse.clone(),
-            part_size_bytes: crate::mover::request::DEFAULT_PART_SIZE,
-            concurrency: crate::mover::request::DEFAULT_CONCURRENCY,
+            part_size_bytes: template.s3_part_size_mib.saturating_mul(1 << 20),
+            concurrency: template.s3_concurrency,
             credentials_dir: c
                 .credentials_secret_ref
                 .as_ref()
@@ -87,6 +92,7 @@ pub struct RequestInput<'a> {
     pub esc_version: &'a str,
     /// When the run started.
     pub created_at: &'a Time,
+    pub template: &'a MoverTemplate,
 }
 
 /// The mover's request.
@@ -100,6 +106,7 @@ pub fn mover_request(input: &RequestInput<'_>) -> Result<MoverRequest, Problem> 
         roles: _,
         esc_version,
         created_at,
+        template,
     } = *input;
     let roles = &input.roles;
     let esc_version: EscVersion = esc_version.parse().map_err(|_| {
@@ -196,7 +203,7 @@ pub fn mover_request(input: &RequestInput<'_>) -> Result<MoverRequest, Problem> 
             connect_timeout_seconds: connect.as_secs().max(1),
         },
         members,
-        sink: sink(spec, namespace, backup)?,
+        sink: sink(spec, namespace, backup, template)?,
         progress_interval_seconds: 5,
     })
 }
@@ -309,6 +316,7 @@ mod tests {
             },
             esc_version: "5.10.0.86",
             created_at: &at,
+            template: &MoverTemplate::default(),
         })
     }
 
@@ -337,6 +345,7 @@ mod tests {
         assert!(json.contains(ESC_CREDENTIALS_DIR) && json.contains(TARGET_CREDENTIALS_DIR));
         let SinkSpec::S3(s3) = r.sink else { panic!() };
         assert_eq!(s3.key, "esc/esc/prod/nightly.tar");
+        assert_eq!((s3.part_size_bytes, s3.concurrency), (5 << 20, 4));
     }
 
     #[test]

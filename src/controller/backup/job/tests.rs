@@ -250,3 +250,18 @@ fn progress_is_the_last_progress_line_of_the_log() {
     );
     assert_eq!(last_progress(""), None);
 }
+
+#[test]
+fn a_template_the_mover_would_refuse_is_refused_at_start_up() {
+    assert_eq!(MoverTemplate::default().validate(), Ok(()));
+    for bad in [
+        "s3PartSizeMiB: 4\n",
+        "s3PartSizeMiB: 6000\n",
+        "s3Concurrency: 0\n",
+        "s3Concurrency: 33\n",
+        "activeDeadlineSeconds: 0\n",
+    ] {
+        let t: MoverTemplate = serde_norway::from_str(bad).unwrap();
+        assert!(t.validate().is_err(), "{bad}");
+    }
+}

@@ -110,26 +110,36 @@ impl LeaderElection {
                 identity = self.identity,
                 "the leader released the lease; taking it"
             );
-            self.restart().await.map_err(|e| e.to_string())?;
+            self.restart().await;
         }
     }
 
     /// Replaces the manager (a standby's, sleeping until the expiry it last saw) by a fresh one
     /// that reads the Lease first. Aborting the old one gives nothing up: it did not hold the
     /// lease, and if it took it a moment ago the fresh one, with the same identity, holds it.
-    async fn restart(&mut self) -> Result<(), LeaseManagerError> {
-        self.task.abort();
-        let (rx, task) = manage(
+    /// When the fresh one cannot be made (the API server is unreachable), the old one stays: it
+    /// still takes the lease at the expiry it saw.
+    async fn restart(&mut self) {
+        match manage(
             &self.client,
             &self.lease_name,
             &self.namespace,
             &self.identity,
             self.duration,
         )
-        .await?;
-        self.rx = rx;
-        self.task = task;
-        Ok(())
+        .await
+        {
+            Ok((rx, task)) => {
+                self.task.abort();
+                self.rx = rx;
+                self.task = task;
+            }
+            Err(e) => tracing::warn!(
+                identity = self.identity,
+                error = %e,
+                "could not restart the lease manager; the lease is taken at its expiry instead"
+            ),
+        }
     }
 
     pub fn leadership(&self) -> Leadership {

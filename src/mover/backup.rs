@@ -364,6 +364,7 @@ async fn connect_nodes(
         }
         let options = SessionOptions {
             connect_timeout,
+            sudo: request.ssh.sudo,
             ..SessionOptions::default()
         };
         let node = EscNode::connect(

@@ -75,6 +75,11 @@ pub struct MoverSsh {
     /// TCP connect plus SSH handshake, per node.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: u64,
+    /// Run the node-side commands (`stat`, `sha256sum`, `cat`) through `sudo -n`, as the
+    /// operator runs escadm for such a cluster (`spec.ssh.sudo`): the files escadm wrote as root
+    /// are readable by root only.
+    #[serde(default)]
+    pub sudo: bool,
 }
 
 fn default_connect_timeout() -> u64 {

@@ -201,6 +201,7 @@ pub fn mover_request(input: &RequestInput<'_>) -> Result<MoverRequest, Problem> 
             credentials_dir: ESC_CREDENTIALS_DIR.into(),
             known_hosts_file: Path::new(ESC_KNOWN_HOSTS_DIR).join("known_hosts"),
             connect_timeout_seconds: connect.as_secs().max(1),
+            sudo: cluster.spec.ssh.sudo,
         },
         members,
         sink: sink(spec, namespace, backup, template)?,
@@ -346,6 +347,30 @@ mod tests {
         let SinkSpec::S3(s3) = r.sink else { panic!() };
         assert_eq!(s3.key, "esc/esc/prod/nightly.tar");
         assert_eq!((s3.part_size_bytes, s3.concurrency), (5 << 20, 4));
+    }
+
+    #[test]
+    fn the_mover_reads_through_sudo_when_the_cluster_runs_escadm_so() {
+        assert!(!request(&spec(true, true), &status()).unwrap().ssh.sudo);
+        let mut cluster = cluster();
+        cluster.spec.ssh.sudo = true;
+        let at = Time(Timestamp::from_second(1_800_000_000).unwrap());
+        let r = mover_request(&RequestInput {
+            cluster: &cluster,
+            spec: &spec(true, true),
+            status: &status(),
+            namespace: "esc",
+            backup: "nightly",
+            roles: Roles {
+                master: "esc-a",
+                standby: Some("esc-b"),
+            },
+            esc_version: "5.10.0.86",
+            created_at: &at,
+            template: &MoverTemplate::default(),
+        })
+        .unwrap();
+        assert!(r.ssh.sudo);
     }
 
     #[test]

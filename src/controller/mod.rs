@@ -26,7 +26,7 @@ use futures::future::join_all;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -145,9 +145,9 @@ fn cluster_of(
 }
 
 /// The unfinished runs on `cluster` (its status changes wake them: the maintenance window).
-fn runs_on(
+fn runs_on<K: Resource>(
     store: &Store<DeserializeGuard<EscBackup>>,
-    cluster: &DeserializeGuard<EscCluster>,
+    cluster: &K,
 ) -> Vec<ObjectRef<DeserializeGuard<EscBackup>>> {
     let namespace = cluster.namespace();
     let name = cluster.name_any();
@@ -179,11 +179,13 @@ pub async fn run(
     let secret_apis = scope.apis::<secrets::SecretMeta>(&ctx.client);
     let backup_apis = scope.apis::<DeserializeGuard<EscBackup>>(&ctx.client);
     let job_apis = scope.apis::<Job>(&ctx.client);
-    for (((clusters, secrets), backups), jobs) in cluster_apis
+    let cluster_meta_apis = scope.apis::<PartialObjectMeta<EscCluster>>(&ctx.client);
+    for ((((clusters, secrets), backups), jobs), cluster_meta) in cluster_apis
         .into_iter()
         .zip(secret_apis)
         .zip(backup_apis)
         .zip(job_apis)
+        .zip(cluster_meta_apis)
     {
         // The runs as the EscCluster controller sees them: who holds maintenance. A change of a
         // run's status reconciles its cluster (the holder comes and goes with the run's step).
@@ -252,7 +254,9 @@ pub async fn run(
             .applied_objects();
         ready.push(wait_ready(runs.clone()));
         let for_clusters = runs.clone();
-        let cluster_changes = watcher(clusters, watcher::Config::default().any_semantic())
+        // Metadata only: the runs need to know *that* their cluster changed (they GET it),
+        // and the cluster controller already caches the whole objects.
+        let cluster_changes = watcher(cluster_meta, watcher::Config::default().any_semantic())
             .default_backoff()
             .applied_objects();
         let backup_controller = Controller::for_stream(backup_stream, runs)

@@ -181,17 +181,8 @@ async fn finalize(backup: &EscBackup, ctx: &Context) -> Result<Action, Error> {
     if backup.spec.deletion_policy == crate::api::DeletionPolicy::Delete
         && let Some(artifact) = &status.artifact
     {
-        let namespace = backup.namespace().unwrap_or_default();
-        let result = match sink(
-            &backup.spec,
-            &namespace,
-            &backup.name_any(),
-            &ctx.options.mover,
-        ) {
-            Ok(sink) => match target::load(&ctx.client, &namespace, &backup.spec, &sink).await {
-                Ok(access) => target::delete(&access).await,
-                Err(p) => Err(p),
-            },
+        let result = match load_target(ctx, backup).await {
+            Ok(target) => target::delete(&target).await,
             Err(p) => Err(p),
         };
         match result {
@@ -462,15 +453,20 @@ async fn check_secrets(
     ctx.secrets
         .load(&ctx.client, &namespace, &cluster.spec.ssh)
         .await?;
+    // Reachable and writable, before anything is asked of ESC.
+    target::probe(&load_target(ctx, backup).await?).await
+}
+
+/// The backup's target and its credentials, read from its Secrets.
+async fn load_target(ctx: &Context, backup: &EscBackup) -> Result<target::TargetAccess, Problem> {
+    let namespace = backup.namespace().unwrap_or_default();
     let sink = sink(
         &backup.spec,
         &namespace,
         &backup.name_any(),
         &ctx.options.mover,
     )?;
-    let target = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
-    // Reachable and writable, before anything is asked of ESC.
-    target::probe(&target).await
+    target::load(&ctx.client, &namespace, &backup.spec, &sink).await
 }
 
 async fn write_status(
@@ -671,13 +667,5 @@ async fn verify(
     ctx: &Context,
     backup: &EscBackup,
 ) -> Result<crate::plan::backup::StoredArtifact, Problem> {
-    let namespace = backup.namespace().unwrap_or_default();
-    let sink = sink(
-        &backup.spec,
-        &namespace,
-        &backup.name_any(),
-        &ctx.options.mover,
-    )?;
-    let access = target::load(&ctx.client, &namespace, &backup.spec, &sink).await?;
-    target::verify(&access).await
+    target::verify(&load_target(ctx, backup).await?).await
 }

@@ -786,9 +786,17 @@ async fn a_member_that_changes_aborts_the_upload(kind: S3Kind) -> Result<()> {
         run.report_text
     );
     let (step, reason, message) = run.failed();
+    // Which check sees the change first depends on timing: the SSH stream delivering more bytes
+    // than `stat` said (TransferSizeMismatch), the archive writer counting them
+    // (MemberSizeMismatch), or the digest at the member's end (ChecksumMismatch).
     ensure!(
         step == MoverStep::Transfer
-            && ["MemberSizeMismatch", "ChecksumMismatch"].contains(&reason.as_str()),
+            && [
+                "TransferSizeMismatch",
+                "MemberSizeMismatch",
+                "ChecksumMismatch"
+            ]
+            .contains(&reason.as_str()),
         "{kind}: {step:?} {reason}: {message}"
     );
     ensure!(

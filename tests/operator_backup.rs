@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use esc_operator::api::{
-    BackupInclude, BackupTarget, ChecksumMode, DeletionPolicy, EscBackup, EscBackupSpec,
-    EscBackupStatus, EscCluster, LocalObjectRef, RunPhase, S3Connection, S3Target, ScpLocation,
+    BackupInclude, BackupStep, BackupTarget, ChecksumMode, DeletionPolicy, EscBackup,
+    EscBackupSpec, EscBackupStatus, EscCluster, LocalObjectRef, RunPhase, S3Connection, S3Target,
+    ScpLocation,
 };
 use esc_operator::mover::ArchiveReader;
+use esc_operator::plan::backup::current_step;
 use esc_testbed::cluster::{TestCluster, TestNamespace};
 use esc_testbed::operator::{Operator, operator_identity};
 use esc_testbed::operator_image::OperatorImage;
@@ -541,10 +543,7 @@ async fn ha_backups_over_sftp_and_to_s3_collect_both_logs_standby_first_and_can_
             assert_eq!(f.sim.journal()?.stops(), ["esc-b", "esc-a"]);
             let steps: Vec<_> = s.steps.iter().map(|st| st.name).collect();
             assert!(
-                steps.ends_with(&[
-                    esc_operator::api::BackupStep::StopStandby,
-                    esc_operator::api::BackupStep::StopMaster
-                ]),
+                steps.ends_with(&[BackupStep::StopStandby, BackupStep::StopMaster]),
                 "{steps:?}"
             );
         }
@@ -630,10 +629,7 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
         .await?;
     f.create_backup("bucket-gone", target, |_| {}).await?;
     f.wait_backup("bucket-gone", "in CollectMasterLogs", BACKUP, |s| {
-        s.steps.last().is_some_and(|st| {
-            st.name == esc_operator::api::BackupStep::CollectMasterLogs
-                && st.state == esc_operator::api::StepState::Running
-        })
+        current_step(s) == Some(BackupStep::CollectMasterLogs)
     })
     .await?;
     s3.client().delete_bucket().bucket(BUCKET).send().await?;
@@ -658,10 +654,7 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
         .await?;
     f.create_backup("cancelled", target, |_| {}).await?;
     f.wait_backup("cancelled", "in BackupDatabase", BACKUP, |s| {
-        s.steps.last().is_some_and(|st| {
-            st.name == esc_operator::api::BackupStep::BackupDatabase
-                && st.state == esc_operator::api::StepState::Running
-        })
+        current_step(s) == Some(BackupStep::BackupDatabase)
     })
     .await?;
     f.backups()
@@ -827,10 +820,7 @@ async fn an_operator_killed_mid_backup_resumes_without_a_second_window_or_job() 
         .await?;
     f.create_backup("nightly", target, |_| {}).await?;
     f.wait_backup("nightly", "in BackupDatabase", BACKUP, |s| {
-        s.steps.last().is_some_and(|st| {
-            st.name == esc_operator::api::BackupStep::BackupDatabase
-                && st.state == esc_operator::api::StepState::Running
-        })
+        current_step(s) == Some(BackupStep::BackupDatabase)
     })
     .await?;
     f.operator.kill();

@@ -4,6 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::cluster::{EscNodeStatus, OpMode};
 use super::common::{LocalObjectRef, RunStatus};
 use super::storage::{S3Connection, ScpLocation};
 
@@ -46,6 +47,20 @@ pub struct EscRestoreSpec {
     /// standby. `LeaveStopped`: leave them stopped for a person to inspect.
     #[serde(default)]
     pub on_failure: OnRestoreFailure,
+
+    /// Run the preflight alone: check the source, the checksum, the versions and the cluster,
+    /// report in status the step plan a real run would follow (with the nodes each step
+    /// touches), and end `Succeeded` with a `DryRun` condition. Nothing on ESC changes.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// Restore even though the cluster's restore history (kept on the ESC nodes themselves, so
+    /// a rebuilt Kubernetes cluster still sees it) shows that an EscRestore of this name, or
+    /// this same artifact, was already restored there. Without it such a restore is refused
+    /// with `AlreadyRestored`: a GitOps tool that prunes and re-creates an EscRestore must not
+    /// restore the database a second time.
+    #[serde(default)]
+    pub allow_repeat: bool,
 }
 
 /// Where the artifact to restore comes from.
@@ -126,9 +141,67 @@ pub enum RestoreStep {
     RestartStandby,
     /// Maintenance holder released.
     ExitMaintenance,
-    /// Temporary files removed; final roles, mode and services recorded.
+    /// Temporary files (the staged database, run directories) removed from the nodes; also
+    /// after a failure.
+    Cleanup,
+    /// Final roles, mode and services recorded.
     Verify,
 }
 
-/// The observed state of a restore run.
-pub type EscRestoreStatus = RunStatus<RestoreStep>;
+/// The observed state of a restore run: the run (shared with EscBackup) and what only a
+/// restore has.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EscRestoreStatus {
+    #[serde(flatten)]
+    pub run: RunStatus<RestoreStep>,
+    /// Where the restored artifact was taken, from its manifest: it may come from another
+    /// EscCluster (a migration to new VMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ArtifactOrigin>,
+    /// The steps this run takes, in order, with the nodes each touches (what a dry run
+    /// reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedStep>,
+    /// Nodes whose ESC services this run stopped and has not started again. Never empty
+    /// while ESC is down because of this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_nodes: Vec<String>,
+    /// The cluster as the run left it: each node's role, services and version, and the mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_state: Option<ClusterState>,
+}
+
+/// The EscCluster and EscBackup an artifact was taken from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactOrigin {
+    /// `namespace/name` of the EscCluster the backup was taken from.
+    pub cluster: String,
+    /// The EscBackup named in `source.backupRef`, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// Whether the artifact was taken from another EscCluster than the one restored.
+    pub other_cluster: bool,
+}
+
+/// One step of a restore's plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    pub step: RestoreStep,
+    /// The ESC nodes the step acts on (none for steps that act on Kubernetes or the store).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// What the step does, for a person.
+    pub action: String,
+}
+
+/// An ESC deployment as observed at one moment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_mode: Option<OpMode>,
+    pub nodes: Vec<EscNodeStatus>,
+}

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod context;
 pub mod metrics;
 pub mod nodes;
+pub mod remote;
 pub mod runs;
 pub mod secrets;
 pub mod ssh_pool;

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::esc::detached::{RunDir, RunStream};
 use crate::esc::escadm::EscadmCommand;
+use crate::esc::history;
 use crate::esc::known_hosts::KnownHosts;
 use crate::esc::parse::{
     self, BackupResult, LogCollectResult, NodeStatus, ParseError, RunState, classify_failure,
@@ -435,6 +436,70 @@ impl EscNode {
             .detached_output(run, &EscadmCommand::Stop, code)
             .await?;
         parse::parse_stop(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// The result of a detached `escadm restore --file FILE` that exited with `code`.
+    pub async fn finish_restore(
+        &self,
+        run: &RunDir,
+        file: &RemotePath,
+        code: i32,
+    ) -> Result<(), DriverError> {
+        let command = EscadmCommand::Restore { file: file.clone() };
+        let out = self.detached_output(run, &command, code).await?;
+        parse::parse_restore(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// The result of a detached `escadm restart` that exited with `code` (check the role and
+    /// health with [`EscNode::status`] afterwards).
+    pub async fn finish_restart(&self, run: &RunDir, code: i32) -> Result<(), DriverError> {
+        let out = self
+            .detached_output(run, &EscadmCommand::Restart, code)
+            .await?;
+        parse::parse_restart(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// The restore history kept in `file` on this node (see [`crate::esc::history`]); empty
+    /// when the file does not exist. Fails closed on content it does not understand.
+    pub async fn restore_history(
+        &self,
+        file: &RemotePath,
+    ) -> Result<Vec<history::RestoreRecord>, DriverError> {
+        let out = self
+            .session
+            .run_ok(
+                &history::read_history(file),
+                &CommandLimits::with_timeout(self.timeouts.quick),
+            )
+            .await?;
+        history::parse_history(&out.stdout).map_err(|e| self.parse_err(e))
+    }
+
+    /// Appends a completed restore to the history in `file` on this node.
+    pub async fn record_restore(
+        &self,
+        file: &RemotePath,
+        record: &history::RestoreRecord,
+    ) -> Result<(), DriverError> {
+        self.session
+            .run_ok(
+                &history::append_history(file, record),
+                &CommandLimits::with_timeout(self.timeouts.quick),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Free bytes on the filesystem that holds `dir` (created if missing).
+    pub async fn free_space(&self, dir: &RemotePath) -> Result<u64, DriverError> {
+        let out = self
+            .session
+            .run_ok(
+                &history::free_space(dir),
+                &CommandLimits::with_timeout(self.timeouts.quick),
+            )
+            .await?;
+        history::parse_free_space(&out.stdout).map_err(|e| self.parse_err(e))
     }
 
     /// Removes a detached run's directory with everything in it.

@@ -53,6 +53,7 @@
 pub mod detached;
 pub mod driver;
 pub mod escadm;
+pub mod history;
 pub mod known_hosts;
 pub mod parse;
 pub mod remote;

@@ -30,43 +30,14 @@ use crate::api::{
     NodeFileKind, RunFailure, RunPhase, StepState, StepStatus, Time, Topology, TransferProgress,
 };
 
+pub use super::run::{
+    ClusterView, DATABASE_FILE, MAINTENANCE_ENTRY_TIMEOUT, MAINTENANCE_EXIT_WAIT, RemoteCommand,
+    RemoteOutcome, short_uid, step_timeout,
+};
+
 /// Condition types of an EscBackup.
 pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
-
-/// How long a run waits for ESC to enter maintenance (in-flight transactions draining) before
-/// it gives up.
-pub const MAINTENANCE_ENTRY_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long a run waits for the cluster to drop its holder before it moves on anyway (ESC's
-/// return to operation is then the EscCluster's business, shown in its conditions).
-pub const MAINTENANCE_EXIT_WAIT: Duration = Duration::from_secs(60);
-
-/// File name of the database archive inside the backup step's run directory.
-pub const DATABASE_FILE: &str = "esc-db.tar.bz2";
-
-/// The EscCluster as this run needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterView {
-    pub topology: Topology,
-    /// `Ready=True` on the EscCluster.
-    pub ready: bool,
-    /// The `Ready` condition's message when not ready (what the user sees there).
-    pub not_ready_message: String,
-    /// `Degraded=True`: its message.
-    pub degraded: Option<String>,
-    /// The MASTER (or the standalone node), as the cluster's status names it.
-    pub master: Option<String>,
-    /// HA: the other node.
-    pub standby: Option<String>,
-    /// The master's ESC version.
-    pub esc_version: Option<String>,
-    /// The cluster's status lists this run as a maintenance holder.
-    pub lists_this_holder: bool,
-    /// The cluster's status says ESC is in maintenance.
-    pub in_maintenance: bool,
-    /// The cluster's `Maintenance` condition message (why entering has not happened yet).
-    pub maintenance_message: String,
-}
 
 /// What the last action found.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,30 +50,6 @@ pub enum Observed {
     Stored(Result<StoredArtifact, Problem>),
     /// Every node file of the run removed (or what could not be).
     Cleaned(Result<(), Problem>),
-}
-
-/// A detached escadm run, as polled.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RemoteOutcome {
-    /// Still running (or just started).
-    Running,
-    /// Exited 0 and its output was understood; the files it wrote.
-    Finished(Vec<NodeFile>),
-    /// Failed, was lost, or its output was not understood.
-    Failed(Problem),
-    /// The node could not be asked (connection refused, timed out): the run itself may well go
-    /// on there. Asked again until the step's time is up.
-    Unreachable(Problem),
-}
-
-/// How long a detached escadm step may take before the run gives up on it (the driver's
-/// timeouts for the same commands run attached).
-pub fn step_timeout(command: RemoteCommand) -> Duration {
-    match command {
-        RemoteCommand::LogCollect => Duration::from_secs(15 * 60),
-        RemoteCommand::Backup => Duration::from_secs(30 * 60),
-        RemoteCommand::Stop => Duration::from_secs(10 * 60),
-    }
 }
 
 /// The mover Job, as seen.
@@ -122,14 +69,6 @@ pub struct StoredArtifact {
     pub uri: String,
     pub size: u64,
     pub sha256: String,
-}
-
-/// A detached escadm command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RemoteCommand {
-    LogCollect,
-    Backup,
-    Stop,
 }
 
 /// The one I/O to do next.

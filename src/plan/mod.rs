@@ -10,3 +10,5 @@ pub mod backup;
 pub mod cluster;
 pub mod conditions;
 pub mod report;
+pub mod restore;
+pub mod run;

@@ -11,7 +11,6 @@
 //! removed, Job stopped) and, with `deletionPolicy: Delete`, remove the stored artifact.
 
 pub mod job;
-mod remote;
 pub mod request;
 pub mod target;
 
@@ -34,6 +33,7 @@ use self::request::{RequestInput, Roles, mover_request, sink};
 use super::context::Context;
 use super::metrics::{BackupOutcome, ClusterLabels};
 use super::readable;
+use super::remote::Remote;
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
     TransferProgress,
@@ -352,7 +352,7 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
         _ => Ok(()),
     };
     let mut observed = None;
-    let mut remote = remote::Remote::new(ctx, cluster.as_ref());
+    let mut remote = Remote::new(ctx, cluster.as_ref());
     for _ in 0..ROUNDS {
         let input = BackupInput {
             name: &name,
@@ -392,7 +392,7 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
         };
         observed = Some(match action {
             BackupAction::Remote { node, run, command } => {
-                Observed::Remote(remote.run(&node, &run, command).await)
+                Observed::Remote(remote.run(&node, &run, command, None).await)
             }
             BackupAction::Mover { name: job_name } => Observed::Job(
                 mover(ctx, backup, cluster.as_ref(), &previous, &view, &job_name).await,

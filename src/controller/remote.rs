@@ -1,6 +1,7 @@
-//! The run's commands on the ESC nodes: start or poll a detached escadm run, read its result,
-//! and remove what the run left behind. Over the shared SSH pool; the cluster's SSH Secrets are
-//! read once per reconcile, when first needed.
+//! A backup's or restore's commands on the ESC nodes: start or poll a detached escadm run, read
+//! its result, probe every node, keep the restore history, and remove what the run left
+//! behind. Over the shared SSH pool; the cluster's SSH Secrets are read once per reconcile,
+//! when first needed.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use crate::controller::nodes::{connect, problem};
 use crate::controller::secrets::SshAccess;
 use crate::controller::ssh_pool::NodeKey;
 use crate::esc::{DriverError, EscNode, EscadmCommand, RemotePath, RunDir, RunState};
-use crate::plan::backup::{DATABASE_FILE, RemoteCommand, RemoteOutcome};
+use crate::plan::run::{DATABASE_FILE, RemoteCommand, RemoteOutcome};
 use crate::plan::report::Problem;
 
 /// How `escadm log collect` names its archives (`/var/tmp/esc_log-<timestamp>.tar.bz2`): the
@@ -64,12 +65,14 @@ impl<'a> Remote<'a> {
             .map_err(|e| Problem::new(e.reason(), format!("the operator's --run-directory: {e}")))
     }
 
-    /// Starts (if needed) or polls the detached run `run` of `command` on `node`.
+    /// Starts (if needed) or polls the detached run `run` of `command` on `node`; `file` is the
+    /// staged database of a restore.
     pub async fn run(
         &mut self,
         node_name: &str,
         run: &str,
         command: RemoteCommand,
+        file: Option<&str>,
     ) -> RemoteOutcome {
         let dir = match self.base().and_then(|base| {
             RunDir::new(&base, run).map_err(|e| Problem::new(e.reason(), e.to_string()))
@@ -81,14 +84,24 @@ impl<'a> Remote<'a> {
             Ok(n) => n,
             Err(p) => return RemoteOutcome::Unreachable(p),
         };
-        let file = dir.file(DATABASE_FILE);
-        let escadm = match (command, &file) {
-            (RemoteCommand::LogCollect, _) => EscadmCommand::LogCollect,
-            (RemoteCommand::Stop, _) => EscadmCommand::Stop,
-            (RemoteCommand::Backup, Ok(file)) => EscadmCommand::Backup { file: file.clone() },
-            (RemoteCommand::Backup, Err(e)) => {
-                return RemoteOutcome::Failed(Problem::new(e.reason(), e.to_string()));
-            }
+        let escadm = match command {
+            RemoteCommand::LogCollect => EscadmCommand::LogCollect,
+            RemoteCommand::Stop => EscadmCommand::Stop,
+            RemoteCommand::Restart => EscadmCommand::Restart,
+            RemoteCommand::Backup => match dir.file(DATABASE_FILE) {
+                Ok(file) => EscadmCommand::Backup { file },
+                Err(e) => return RemoteOutcome::Failed(Problem::new(e.reason(), e.to_string())),
+            },
+            RemoteCommand::Restore => match file.map(RemotePath::new) {
+                Some(Ok(file)) => EscadmCommand::Restore { file },
+                Some(Err(e)) => return RemoteOutcome::Failed(Problem::new(e.reason(), e.to_string())),
+                None => {
+                    return RemoteOutcome::Failed(Problem::new(
+                        "NoStagedFile",
+                        "escadm restore needs the staged database's path",
+                    ));
+                }
+            },
         };
         let outcome = async {
             match node.poll_detached(&dir).await? {
@@ -106,7 +119,10 @@ impl<'a> Remote<'a> {
                         dir.path()
                     ),
                 ))),
-                RunState::Exited(code) => self.finish(&node, node_name, &dir, command, code).await,
+                RunState::Exited(code) => {
+                    self.finish(&node, node_name, &dir, &escadm, command, code)
+                        .await
+                }
             }
         }
         .await;
@@ -125,6 +141,7 @@ impl<'a> Remote<'a> {
         node: &EscNode,
         node_name: &str,
         dir: &RunDir,
+        escadm: &EscadmCommand,
         command: RemoteCommand,
         code: i32,
     ) -> Result<RemoteOutcome, DriverError> {
@@ -142,6 +159,20 @@ impl<'a> Remote<'a> {
                 let path = dir.file(DATABASE_FILE)?;
                 node.finish_backup(dir, &path, code).await?;
                 RemoteOutcome::Finished(vec![file(NodeFileKind::Database, path.to_string())])
+            }
+            RemoteCommand::Restore => match escadm {
+                EscadmCommand::Restore { file } => {
+                    node.finish_restore(dir, file, code).await?;
+                    RemoteOutcome::Finished(Vec::new())
+                }
+                other => RemoteOutcome::Failed(Problem::new(
+                    "CommandMismatch",
+                    format!("a restore step ran `{}`", other.name()),
+                )),
+            },
+            RemoteCommand::Restart => {
+                node.finish_restart(dir, code).await?;
+                RemoteOutcome::Finished(Vec::new())
             }
             RemoteCommand::Stop => {
                 node.finish_stop(dir, code).await?;

@@ -93,6 +93,7 @@ const RULES: &[Rule] = &[
             "aws_sdk_s3",
             "crate::mover::sink",
             "crate::mover::backup",
+            "crate::mover::stage",
         ],
         why: "the request is the contract the controller writes: data and checks, no I/O",
     },
@@ -105,13 +106,18 @@ const RULES: &[Rule] = &[
             "aws_sdk_s3",
             "crate::mover::sink",
             "crate::mover::backup",
+            "crate::mover::stage",
         ],
         why: "the report is the contract the controller reads: data, no I/O but a printed line",
     },
     Rule {
         layer: "mover/sink",
-        forbidden: &["crate::mover::backup", "crate::mover::report"],
-        why: "a sink stores bytes; the run and its report are above it",
+        forbidden: &[
+            "crate::mover::backup",
+            "crate::mover::stage",
+            "crate::mover::report",
+        ],
+        why: "a sink stores and reads bytes; the runs and their report are above it",
     },
     Rule {
         layer: "controller",

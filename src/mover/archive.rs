@@ -46,6 +46,13 @@ pub const COPY_BUFFER: usize = 64 * 1024;
 /// The largest PAX extended header a reader accepts (ours hold one short record).
 const MAX_PAX_BYTES: u64 = 64 * 1024;
 
+/// The most bytes of an artifact's start that [`ArchiveReader::open`] needs for any manifest
+/// this format writes: its header block (the writer never gives `manifest.json` an extended
+/// header, but a block for one and its record is allowed for), the manifest of at most
+/// [`MAX_MANIFEST_BYTES`], and its padding. A preflight reads no more than this of the store:
+/// what does not fit is not an artifact this build reads.
+pub const MAX_HEAD_BYTES: u64 = MAX_MANIFEST_BYTES + 4 * BLOCK as u64;
+
 /// Why writing or reading an artifact failed. After a writer's error the archive written so far
 /// is incomplete and must be discarded (the writer refuses to go on, and never writes the end
 /// marker, so what was written is also not a valid archive).
@@ -553,7 +560,14 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
     /// their content is not (a restore of the database does not depend on intact logs).
     pub async fn member(mut self, name: &str) -> Result<MemberReader<R>, ArchiveError> {
         let member = self.seek(name).await?;
-        Ok(MemberReader::new(self.source, member))
+        let rest = Rest {
+            manifest: self.manifest,
+            next: self.next + 1,
+            buf: self.buf,
+        };
+        let mut reader = MemberReader::new(self.source, member);
+        reader.rest = Some(rest);
+        Ok(reader)
     }
 
     /// Copies the member called `name` into `sink` (flushed, not shut down) through the fixed
@@ -694,6 +708,15 @@ enum Verdict {
     Truncated(u64),
 }
 
+/// What a [`MemberReader`] from [`ArchiveReader::member`] keeps of its archive reader, to give
+/// it back positioned after the member ([`MemberReader::into_archive`]).
+struct Rest {
+    manifest: Manifest,
+    /// The index of the member after this one.
+    next: usize,
+    buf: Box<[u8]>,
+}
+
 /// One member's bytes, read from the archive: an [`AsyncRead`] that, once the declared size is
 /// read, ends cleanly only if the SHA-256 matches the manifest, and with an error otherwise (or
 /// when the archive ends early). The error's inner error (via [`io::Error::get_ref`]) is the
@@ -703,6 +726,8 @@ pub struct MemberReader<R> {
     member: Member,
     hasher: Sha256,
     verdict: Option<Verdict>,
+    /// Set when the reader came from [`ArchiveReader::member`].
+    rest: Option<Rest>,
 }
 
 impl<R: AsyncRead> fmt::Debug for MemberReader<R> {
@@ -722,7 +747,43 @@ impl<R: AsyncRead + Unpin> MemberReader<R> {
             member,
             hasher: Sha256::new(),
             verdict: None,
+            rest: None,
         }
+    }
+
+    /// The archive reader again, positioned after this member, to read on: a restore reads the
+    /// artifact to its end ([`ArchiveReader::verify`]) so that the whole artifact's digest is
+    /// known, after streaming the member it needs. What the caller left unread of the member is
+    /// read and checked first: the member's error, if its bytes do not match, is returned here.
+    pub async fn into_archive(mut self) -> Result<ArchiveReader<R>, ArchiveError> {
+        let Some(mut rest) = self.rest.take() else {
+            // Only readers from `ArchiveReader::member` own their archive's source.
+            return Err(ArchiveError::Poisoned);
+        };
+        loop {
+            let n = self
+                .read(&mut rest.buf)
+                .await
+                .map_err(ArchiveError::from_member_read)?;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut source = self.inner.into_inner();
+        let what = format!("the padding of member {:?}", self.member.name);
+        skip(
+            &mut source,
+            padding(self.member.size) as u64,
+            &mut rest.buf,
+            &what,
+        )
+        .await?;
+        Ok(ArchiveReader {
+            source,
+            manifest: rest.manifest,
+            next: rest.next,
+            buf: rest.buf,
+        })
     }
 
     /// What the manifest says of this member.

@@ -1,17 +1,23 @@
 //! The data mover: what runs inside a backup or restore Job, where an operator restart does not
 //! cut a long transfer. Today it owns the artifact: one tar archive, `manifest.json` first, then
 //! the database backup, the logs and the dynamic mapping file, streamed from the ESC nodes over
-//! SSH straight into the sink, never copied whole to the Job's disk or memory. The format is
-//! documented in `docs/artifact-format.md`.
+//! SSH straight into the sink, never copied whole to the Job's disk or memory; and, for a
+//! restore, the way back: the artifact read from the store front to back and its database
+//! member streamed onto a node, both verified as they pass. The format is documented in
+//! `docs/artifact-format.md`.
 //!
 //! Modules, and what each may import (`tests/layering.rs` holds the layer's edges: the mover
 //! uses [`crate::esc`] and [`crate::api`] types, never the controllers, plans, runtime, command
 //! line or a Kubernetes client):
 //! ```text
-//! backup   → all of the above, esc (EscNode)              (the run: steps, report)
-//! sink     → request, esc (SSH transport), api (storage) (S3 multipart, SFTP; the I/O)
+//! stage    → sink, request, report, archive, manifest, esc (EscNode)
+//!                                                        (the restore's staging run)
+//! backup   → sink, request, report, archive, manifest, esc (EscNode)
+//!                                                        (the backup run: steps, report)
+//! sink     → request, archive, manifest, esc (SSH transport), api (storage)
+//!                                                        (S3 and SFTP, written and read; the I/O)
 //! request  → manifest, esc (RemotePath), api (storage)   (the Job's input; pure)
-//! report   → manifest, esc (Sha256Digest)               (the Job's output; pure)
+//! report   → manifest, esc (Sha256Digest), api (Time)   (the Job's output; pure)
 //! archive  → manifest, tar, esc (Sha256Digest)          (the streams: writer and reader)
 //! tar      → nothing                                     (the ustar/PAX encoding; pure)
 //! manifest → esc (vocabulary), api (Time)                (the schema; pure)
@@ -57,7 +63,7 @@ mod tar;
 
 pub use archive::{
     ArchiveError, ArchiveReader, ArchiveSummary, ArchiveWriter, COPY_BUFFER, Extracted,
-    MemberReader, archive_size,
+    MAX_HEAD_BYTES, MemberReader, archive_size,
 };
 pub use manifest::{
     ClusterRef, FORMAT_VERSION, MANIFEST_PATH, Manifest, ManifestError, Member, MemberKind,
@@ -66,5 +72,6 @@ pub use manifest::{
 pub use report::{MoverReport, MoverStep, ProgressLine};
 pub use request::{
     MemberSource, MoverRequest, MoverSsh, REQUEST_ENV, REQUEST_VERSION, RequestError, S3Sink,
-    SftpSink, SinkSpec,
+    SftpSink, SinkSpec, StageNode, StageRequest,
 };
+pub use sink::{ArtifactHead, read_head};

@@ -2,17 +2,19 @@
 //! end (the kubelet copies it into the pod's status, where the controller reads it), and JSON
 //! progress lines on stdout while it runs ([`ProgressLine`]).
 //!
-//! Both are part of the contract with the EscBackup controller, beside
+//! Both are part of the contract with the EscBackup and EscRestore controllers, beside
 //! [`crate::mover::request`]. A report never holds a secret: messages are built from the
 //! mover's own errors, which never quote credentials.
 //!
 //! Owns: [`MoverReport`], [`MoverStep`], [`ProgressLine`], and fitting a report into the
-//! termination message's 4 KiB. Pure; imports [`crate::mover::manifest`] and [`Sha256Digest`].
+//! termination message's 4 KiB. Pure; imports [`crate::mover::manifest`], [`Sha256Digest`] and
+//! [`Time`].
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::Time;
 use crate::esc::Sha256Digest;
-use crate::mover::manifest::{Member, digest_hex};
+use crate::mover::manifest::{ClusterRef, Member, digest_hex};
 
 /// Kubernetes keeps at most 4096 bytes of a termination message.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
@@ -22,13 +24,16 @@ pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 pub enum MoverStep {
     /// Reading and checking the request and the mounted credentials.
     ReadRequest,
-    /// Connecting to the ESC nodes (and, for SFTP, the target host).
+    /// Connecting to the ESC nodes (and, for SFTP, the target host); a staging run also opens
+    /// the stored artifact for reading here.
     Connect,
     /// Taking each member's size and SHA-256 on its node.
     Inspect,
-    /// Streaming the archive into the sink.
+    /// Streaming the archive into the sink; a staging run streams it from the store and its
+    /// database member onto the node.
     Transfer,
-    /// Checking the stored artifact's size (and digest metadata).
+    /// Checking the stored artifact's size (and digest metadata); a staging run checks the
+    /// whole artifact's digest against the request and the staged file's on the node.
     Verify,
 }
 
@@ -53,6 +58,29 @@ pub enum MoverReport {
         /// `size / seconds`.
         bytes_per_second: f64,
     },
+    /// A restore's staging run: the database member is on the node, verified.
+    #[serde(rename_all = "camelCase")]
+    Staged {
+        staged_path: String,
+        /// The database member on the node: its size and SHA-256 (re-taken on the node with
+        /// `sha256sum` after the write, equal to the manifest's).
+        size: u64,
+        #[serde(with = "digest_hex")]
+        sha256: Sha256Digest,
+        /// The whole artifact as read (size, SHA-256 equal to the request's).
+        artifact_size: u64,
+        #[serde(with = "digest_hex")]
+        artifact_sha256: Sha256Digest,
+        /// From the manifest: where and when the backup was taken (the controller checks the
+        /// version against the cluster's before `escadm restore`).
+        esc_version: String,
+        cluster: ClusterRef,
+        created_at: Time,
+        /// The Transfer step's duration: reading the artifact whole and writing the member.
+        seconds: f64,
+        /// `artifactSize / seconds`.
+        bytes_per_second: f64,
+    },
     #[serde(rename_all = "camelCase")]
     Failed {
         step: MoverStep,
@@ -73,13 +101,19 @@ impl MoverReport {
         }
     }
 
+    /// Whether the run did its work (a backup stored, or a database member staged).
     pub fn succeeded(&self) -> bool {
-        matches!(self, MoverReport::Succeeded { .. })
+        matches!(
+            self,
+            MoverReport::Succeeded { .. } | MoverReport::Staged { .. }
+        )
     }
 
     /// The report's JSON, at most [`TERMINATION_MESSAGE_LIMIT`] bytes: a long failure message
     /// is cut (on a character boundary, marked with `…`). A success with so many members that
-    /// it does not fit keeps the members' names, sizes and digests and drops their paths.
+    /// it does not fit keeps the members' names, sizes and digests and drops their paths. A
+    /// staging report is bounded by its request (a path of at most 4 KiB is the longest field):
+    /// one that still does not fit keeps the end of its path, the file's name.
     pub fn to_termination_message(&self) -> String {
         let json = |r: &MoverReport| serde_json::to_string(r).unwrap_or_default();
         let full = json(self);
@@ -117,6 +151,30 @@ impl MoverReport {
                     for m in members.iter_mut() {
                         m.path.clear();
                     }
+                }
+                json(&short)
+            }
+            MoverReport::Staged { staged_path, .. } => {
+                let mut short = self.clone();
+                let skeleton = {
+                    if let MoverReport::Staged { staged_path, .. } = &mut short {
+                        *staged_path = "…".into();
+                    }
+                    json(&short).len()
+                };
+                let budget = TERMINATION_MESSAGE_LIMIT.saturating_sub(skeleton);
+                // Keep the tail: the file's name says more than the directories above it.
+                let (mut used, mut start) = (0, staged_path.len());
+                for (i, c) in staged_path.char_indices().rev() {
+                    let escaped = serde_json::to_string(&c).map_or(6, |s| s.len() - 2);
+                    if used + escaped > budget {
+                        break;
+                    }
+                    used += escaped;
+                    start = i;
+                }
+                if let MoverReport::Staged { staged_path: p, .. } = &mut short {
+                    *p = format!("…{}", &staged_path[start..]);
                 }
                 json(&short)
             }
@@ -209,6 +267,75 @@ mod tests {
             .to_json(),
             r#"{"event":"step","step":"Verify"}"#
         );
+    }
+
+    fn staged(path: &str) -> MoverReport {
+        MoverReport::Staged {
+            staged_path: path.into(),
+            size: 3,
+            sha256: Sha256Digest([1; 32]),
+            artifact_size: 10240,
+            artifact_sha256: Sha256Digest([0xab; 32]),
+            esc_version: "5.10.0.95".into(),
+            cluster: ClusterRef {
+                namespace: "esc".into(),
+                name: "prod".into(),
+            },
+            created_at: Time("2026-11-29T10:00:00Z".parse().unwrap()),
+            seconds: 2.0,
+            bytes_per_second: 5120.0,
+        }
+    }
+
+    #[test]
+    fn a_staged_report_has_the_contract_spelling() {
+        let ok = staged("/var/tmp/esc-restore/r1/db.tar.bz2");
+        assert!(ok.succeeded());
+        assert!(!MoverReport::failed(MoverStep::Verify, "ChecksumMismatch", "x").succeeded());
+        let v: serde_json::Value = serde_json::from_str(&ok.to_termination_message()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "result": "Staged",
+                "stagedPath": "/var/tmp/esc-restore/r1/db.tar.bz2",
+                "size": 3,
+                "sha256": "01".repeat(32),
+                "artifactSize": 10240,
+                "artifactSha256": "ab".repeat(32),
+                "escVersion": "5.10.0.95",
+                "cluster": {"namespace": "esc", "name": "prod"},
+                "createdAt": "2026-11-29T10:00:00Z",
+                "seconds": 2.0,
+                "bytesPerSecond": 5120.0
+            })
+        );
+        let back: MoverReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ok);
+    }
+
+    #[test]
+    fn a_staged_report_with_the_longest_path_fits() {
+        for unit in ["a", "é", "\"", "\u{1}"] {
+            let path = format!("/{}/db.tar.bz2", unit.repeat(4096));
+            let text = staged(&path).to_termination_message();
+            assert!(
+                text.len() <= TERMINATION_MESSAGE_LIMIT,
+                "{unit:?}: {}",
+                text.len()
+            );
+            let back: MoverReport = serde_json::from_str(&text).unwrap();
+            let MoverReport::Staged {
+                staged_path,
+                sha256,
+                ..
+            } = back
+            else {
+                panic!("{text}")
+            };
+            assert!(staged_path.starts_with('…') && staged_path.ends_with("/db.tar.bz2"));
+            assert!(staged_path.chars().count() > 500, "{unit:?}");
+            assert_eq!(sha256, Sha256Digest([1; 32]));
+        }
     }
 
     #[test]

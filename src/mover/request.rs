@@ -1,13 +1,15 @@
-//! The mover's input: [`MoverRequest`], the JSON the controller puts in the Job's environment
-//! ([`REQUEST_ENV`]), and its checks. The request holds no secret: credentials arrive as files
-//! in read-only Secret volumes, and the request only names their directories.
+//! The mover's input: [`MoverRequest`] (a backup) or [`StageRequest`] (a restore's staging), the
+//! JSON the controller puts in the Job's environment ([`REQUEST_ENV`]), and their checks. A
+//! request holds no secret: credentials arrive as files in read-only Secret volumes, and the
+//! request only names their directories.
 //!
 //! The controller builds the request (it knows the cluster, the nodes and the files it left on
-//! them); the mover reads it, checks it ([`MoverRequest::validate`]) before any network I/O, and
-//! fills the manifest's members with the sizes and digests it takes on the nodes.
+//! them); the mover reads it, checks it ([`MoverRequest::validate`],
+//! [`StageRequest::validate`]) before any network I/O, and for a backup fills the manifest's
+//! members with the sizes and digests it takes on the nodes.
 //!
-//! Owns: the request schema (the contract between the EscBackup controller and the mover; the
-//! version is [`REQUEST_VERSION`]), [`RequestError`]. Pure; imports [`crate::mover::manifest`],
+//! Owns: the request schemas (the contract between the EscBackup and EscRestore controllers and
+//! the mover; the version is [`REQUEST_VERSION`]), [`RequestError`]. Pure; imports [`crate::mover::manifest`],
 //! the ESC vocabulary ([`RemotePath`]) and the [`crate::api`] storage words.
 
 use std::collections::HashSet;
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::api::{ChecksumMode, ServerSideEncryption};
-use crate::esc::RemotePath;
+use crate::esc::{RemotePath, Sha256Digest};
 use crate::mover::manifest::{Manifest, ManifestError, MemberKind};
 
 /// The environment variable that carries the request's JSON.
@@ -60,6 +62,42 @@ pub struct MoverRequest {
 
 fn default_progress_interval() -> u64 {
     5
+}
+
+/// What one restore staging run does: read the artifact from `store`, check it whole, and write
+/// its database member to `stagedPath` on `node`.
+///
+/// The staged file is what `escadm restore` reads next; the controller runs that step itself,
+/// so the mover's part ends once the file is on the node and verified there.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StageRequest {
+    /// [`REQUEST_VERSION`].
+    pub version: u32,
+    /// Where the artifact is: the same location a backup writes (write-only fields such as the
+    /// part size, storage class or SSE are not used for reading).
+    pub store: SinkSpec,
+    /// The whole artifact's expected SHA-256 (64 lower-case hex): nothing is kept unless every
+    /// byte matches.
+    pub sha256: String,
+    pub ssh: MoverSsh,
+    pub node: StageNode,
+    /// Absolute path on the node for the database member (its parent directory is created).
+    pub staged_path: String,
+    /// The period of the JSON progress lines on stdout, in seconds.
+    #[serde(default = "default_progress_interval")]
+    pub progress_interval_seconds: u64,
+}
+
+/// The ESC node the database member is staged on (the one `escadm restore` runs on).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StageNode {
+    /// The node's name in the EscCluster's spec (for messages).
+    pub name: String,
+    /// Where to reach the node over SSH.
+    pub host: String,
+    pub port: u16,
 }
 
 /// How the mover logs in to the ESC nodes (the same user and credentials for all).
@@ -205,6 +243,38 @@ fn invalid(detail: impl Into<String>) -> RequestError {
     RequestError::Invalid(detail.into())
 }
 
+/// Deserializes a request of [`REQUEST_VERSION`]. The version is read first, alone: a newer
+/// schema deserves "versions differ", not a complaint about a field this build does not know.
+fn parse_versioned<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, RequestError> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| RequestError::Unreadable(e.to_string()))?;
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(REQUEST_VERSION) => {}
+        Some(v) => {
+            return Err(RequestError::Version {
+                found: u32::try_from(v).unwrap_or(u32::MAX),
+            });
+        }
+        None => {
+            return Err(RequestError::Unreadable(
+                "no version (a positive integer)".into(),
+            ));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| RequestError::Unreadable(e.to_string()))
+}
+
+/// The checks both requests make of the SSH login to the ESC nodes.
+fn validate_ssh(ssh: &MoverSsh) -> Result<(), RequestError> {
+    if ssh.user.is_empty() {
+        return Err(invalid("ssh.user is empty"));
+    }
+    if ssh.connect_timeout_seconds == 0 {
+        return Err(invalid("ssh.connectTimeoutSeconds must be at least 1"));
+    }
+    Ok(())
+}
+
 impl MoverRequest {
     /// Reads and checks the request from [`REQUEST_ENV`].
     pub fn from_env() -> Result<Self, RequestError> {
@@ -214,25 +284,7 @@ impl MoverRequest {
 
     /// Parses and checks a request.
     pub fn parse(json: &str) -> Result<Self, RequestError> {
-        // The version first, alone: a newer schema deserves "versions differ", not a complaint
-        // about a field this build does not know.
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| RequestError::Unreadable(e.to_string()))?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(REQUEST_VERSION) => {}
-            Some(v) => {
-                return Err(RequestError::Version {
-                    found: u32::try_from(v).unwrap_or(u32::MAX),
-                });
-            }
-            None => {
-                return Err(RequestError::Unreadable(
-                    "no version (a positive integer)".into(),
-                ));
-            }
-        }
-        let request: MoverRequest =
-            serde_json::from_value(value).map_err(|e| RequestError::Unreadable(e.to_string()))?;
+        let request: MoverRequest = parse_versioned(json)?;
         request.validate()?;
         Ok(request)
     }
@@ -261,17 +313,9 @@ impl MoverRequest {
         if self.progress_interval_seconds == 0 {
             return Err(invalid("progressIntervalSeconds must be at least 1"));
         }
-        if self.ssh.user.is_empty() {
-            return Err(invalid("ssh.user is empty"));
-        }
-        if self.ssh.connect_timeout_seconds == 0 {
-            return Err(invalid("ssh.connectTimeoutSeconds must be at least 1"));
-        }
+        validate_ssh(&self.ssh)?;
         self.validate_members()?;
-        match &self.sink {
-            SinkSpec::S3(s3) => s3.validate(),
-            SinkSpec::Sftp(sftp) => sftp.validate(),
-        }
+        self.sink.validate("sink")
     }
 
     fn validate_members(&self) -> Result<(), RequestError> {
@@ -320,39 +364,110 @@ impl MoverRequest {
     }
 }
 
+impl StageRequest {
+    /// Reads and checks the request from [`REQUEST_ENV`].
+    pub fn from_env() -> Result<Self, RequestError> {
+        let json = std::env::var(REQUEST_ENV).map_err(|_| RequestError::Missing)?;
+        Self::parse(&json)
+    }
+
+    /// Parses and checks a request.
+    pub fn parse(json: &str) -> Result<Self, RequestError> {
+        let request: StageRequest = parse_versioned(json)?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// The request as JSON, for the Job's environment (checked first: the controller never
+    /// starts a Job the mover would refuse).
+    pub fn to_json(&self) -> Result<String, RequestError> {
+        self.validate()?;
+        serde_json::to_string(self).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The rules beyond the schema.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if self.version != REQUEST_VERSION {
+            return Err(RequestError::Version {
+                found: self.version,
+            });
+        }
+        self.expected_sha256()?;
+        if self.progress_interval_seconds == 0 {
+            return Err(invalid("progressIntervalSeconds must be at least 1"));
+        }
+        validate_ssh(&self.ssh)?;
+        if self.node.name.is_empty() || self.node.host.is_empty() || self.node.port == 0 {
+            return Err(invalid("node: name, host and port are required"));
+        }
+        let path = RemotePath::new(self.staged_path.clone())
+            .map_err(|e| invalid(format!("stagedPath: {e}")))?;
+        // The mover creates the parent and removes the file on failure: a path that names a
+        // directory, or climbs out of one, would make either touch something else.
+        if path.as_str().ends_with('/') || path.as_str().split('/').any(|c| c == "..") {
+            return Err(invalid(
+                "stagedPath must be a file path, not ending in '/' and without '..' components",
+            ));
+        }
+        self.store.validate("store")
+    }
+
+    /// [`StageRequest::sha256`] as a digest; the request is refused unless it is 64 lower-case
+    /// hex digits (the spelling the backup's status and sidecar use, so one digest has one
+    /// spelling everywhere).
+    pub fn expected_sha256(&self) -> Result<Sha256Digest, RequestError> {
+        let well_formed = self.sha256.len() == 64
+            && self
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !well_formed {
+            return Err(invalid(format!(
+                "sha256 must be 64 lower-case hex digits (the artifact's SHA-256), not {:?}",
+                crate::esc::text::clip(&self.sha256, 80)
+            )));
+        }
+        self.sha256
+            .parse()
+            .map_err(|e| invalid(format!("sha256: {e}")))
+    }
+}
+
 impl S3Sink {
-    fn validate(&self) -> Result<(), RequestError> {
+    fn validate(&self, at: &str) -> Result<(), RequestError> {
         if self.bucket.is_empty() {
-            return Err(invalid("sink.s3.bucket is empty"));
+            return Err(invalid(format!("{at}.s3.bucket is empty")));
         }
         if self.key.is_empty() || self.key.ends_with('/') || self.key.len() > 1000 {
-            return Err(invalid(
-                "sink.s3.key must be an object key (not empty, not ending in '/', at most 1000 bytes)",
-            ));
+            return Err(invalid(format!(
+                "{at}.s3.key must be an object key (not empty, not ending in '/', at most 1000 bytes)"
+            )));
         }
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size_bytes) {
             return Err(invalid(format!(
-                "sink.s3.partSizeBytes {} is outside {MIN_PART_SIZE}..={MAX_PART_SIZE} (S3's limits)",
+                "{at}.s3.partSizeBytes {} is outside {MIN_PART_SIZE}..={MAX_PART_SIZE} (S3's limits)",
                 self.part_size_bytes
             )));
         }
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             return Err(invalid(format!(
-                "sink.s3.concurrency {} is outside 1..={MAX_CONCURRENCY}",
+                "{at}.s3.concurrency {} is outside 1..={MAX_CONCURRENCY}",
                 self.concurrency
             )));
         }
         if let Some(endpoint) = &self.endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
-            return Err(invalid(
-                "sink.s3.endpoint must be an http:// or https:// URL",
-            ));
+            return Err(invalid(format!(
+                "{at}.s3.endpoint must be an http:// or https:// URL"
+            )));
         }
         if let Some(endpoint) = &self.endpoint
             && endpoint.contains('@')
         {
-            return Err(invalid("sink.s3.endpoint must not hold credentials"));
+            return Err(invalid(format!(
+                "{at}.s3.endpoint must not hold credentials"
+            )));
         }
         Ok(())
     }
@@ -369,15 +484,17 @@ impl S3Sink {
 }
 
 impl SftpSink {
-    fn validate(&self) -> Result<(), RequestError> {
+    fn validate(&self, at: &str) -> Result<(), RequestError> {
         if self.host.is_empty() || self.port == 0 || self.user.is_empty() {
-            return Err(invalid("sink.sftp: host, port and user are required"));
+            return Err(invalid(format!(
+                "{at}.sftp: host, port and user are required"
+            )));
         }
-        RemotePath::new(self.path.clone()).map_err(|e| invalid(format!("sink.sftp.path: {e}")))?;
+        RemotePath::new(self.path.clone()).map_err(|e| invalid(format!("{at}.sftp.path: {e}")))?;
         if self.path.ends_with('/') || self.path.split('/').any(|c| c == "..") {
-            return Err(invalid(
-                "sink.sftp.path must be the artifact's file path, without '..' components",
-            ));
+            return Err(invalid(format!(
+                "{at}.sftp.path must be the artifact's file path, without '..' components"
+            )));
         }
         Ok(())
     }
@@ -397,6 +514,15 @@ impl SftpSink {
 }
 
 impl SinkSpec {
+    /// The store's rules; `at` names the field in messages (`sink` of a backup, `store` of a
+    /// staging run).
+    fn validate(&self, at: &str) -> Result<(), RequestError> {
+        match self {
+            SinkSpec::S3(s3) => s3.validate(at),
+            SinkSpec::Sftp(sftp) => sftp.validate(at),
+        }
+    }
+
     /// Where the artifact is stored, as a URI.
     pub fn uri(&self) -> String {
         match self {
@@ -577,5 +703,184 @@ mod tests {
             MoverRequest::parse("{}").unwrap_err().reason(),
             "RequestUnreadable"
         );
+    }
+
+    /// A staging request as the restore controller would write it (S3).
+    fn stage_json() -> serde_json::Value {
+        serde_json::json!({
+            "version": 1,
+            "store": {"s3": {"bucket": "backups", "key": "esc/prod/b1.tar",
+                             "endpoint": "https://minio:9000", "forcePathStyle": true,
+                             "credentialsDir": "/var/run/esc/s3"}},
+            "sha256": "ab".repeat(32),
+            "ssh": {"user": "admin", "credentialsDir": "/var/run/esc/ssh",
+                    "knownHostsFile": "/var/run/esc/known_hosts/known_hosts", "sudo": true},
+            "node": {"name": "esc-a", "host": "10.0.0.5", "port": 22},
+            "stagedPath": "/var/tmp/esc-restore/r1/db.tar.bz2"
+        })
+    }
+
+    fn parse_stage(v: &serde_json::Value) -> Result<StageRequest, RequestError> {
+        StageRequest::parse(&v.to_string())
+    }
+
+    #[test]
+    fn a_stage_request_parses_with_defaults_and_round_trips() {
+        let r = parse_stage(&stage_json()).unwrap();
+        assert_eq!(r.progress_interval_seconds, 5);
+        assert_eq!(r.ssh.connect_timeout_seconds, 20);
+        assert!(r.ssh.sudo);
+        assert_eq!(r.node.port, 22);
+        assert_eq!(r.expected_sha256().unwrap(), Sha256Digest([0xab; 32]));
+        assert_eq!(r.store.uri(), "s3://backups/esc/prod/b1.tar");
+        assert_eq!(StageRequest::parse(&r.to_json().unwrap()).unwrap(), r);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json().unwrap()).unwrap();
+        assert_eq!(v["stagedPath"], "/var/tmp/esc-restore/r1/db.tar.bz2");
+        assert_eq!(v["progressIntervalSeconds"], 5);
+
+        let mut sftp = stage_json();
+        sftp["store"] = serde_json::json!({"sftp": {"host": "backup.example", "port": 2222,
+            "user": "esc", "path": "/srv/esc/b1.tar", "credentialsDir": "/c", "knownHostsFile": "/k"}});
+        assert_eq!(
+            parse_stage(&sftp).unwrap().store.uri(),
+            "sftp://esc@backup.example:2222/srv/esc/b1.tar"
+        );
+    }
+
+    #[test]
+    fn stage_refusals_say_what_is_wrong() {
+        type Change = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            (
+                "RequestVersionMismatch",
+                Box::new(|v| v["version"] = 2.into()),
+                "version 2",
+            ),
+            (
+                "RequestUnreadable",
+                Box::new(|v| v["surprise"] = 1.into()),
+                "unknown field",
+            ),
+            (
+                "RequestUnreadable",
+                Box::new(|v| v["node"]["zone"] = "a".into()),
+                "unknown field",
+            ),
+            (
+                "RequestUnreadable",
+                Box::new(|v| v["store"]["s3"]["extra"] = 1.into()),
+                "unknown field",
+            ),
+            (
+                "RequestUnreadable",
+                Box::new(|v| v["store"] = serde_json::json!({"ftp": {}})),
+                "unknown variant",
+            ),
+            (
+                "RequestUnreadable",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("sha256");
+                }),
+                "sha256",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["sha256"] = "AB".repeat(32).into()),
+                "lower-case",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["sha256"] = "ab".repeat(31).into()),
+                "64 lower-case hex",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["sha256"] = format!("{}zz", "ab".repeat(31)).into()),
+                "64 lower-case hex",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["sha256"] = "".into()),
+                "64 lower-case hex",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["stagedPath"] = "var/tmp/db.tar.bz2".into()),
+                "must be absolute",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["stagedPath"] = "/var/tmp/".into()),
+                "not ending in '/'",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["stagedPath"] = "/var/tmp/../etc/db".into()),
+                "'..'",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["stagedPath"] = "/var/tmp/a\nb".into()),
+                "control",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["node"]["port"] = 0.into()),
+                "node",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["node"]["host"] = "".into()),
+                "node",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["ssh"]["user"] = "".into()),
+                "ssh.user",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["progressIntervalSeconds"] = 0.into()),
+                "progressIntervalSeconds",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["store"]["s3"]["key"] = "dir/".into()),
+                "store.s3.key",
+            ),
+            (
+                "RequestInvalid",
+                Box::new(|v| v["store"]["s3"]["endpoint"] = "http://u:p@h".into()),
+                "store.s3.endpoint must not hold credentials",
+            ),
+        ];
+        for (reason, change, needle) in cases {
+            let mut v = stage_json();
+            change(&mut v);
+            let err = parse_stage(&v).unwrap_err();
+            assert_eq!(err.reason(), reason, "{needle}: {err}");
+            assert!(err.to_string().contains(needle), "{needle:?} not in: {err}");
+        }
+        assert_eq!(
+            StageRequest::parse("{").unwrap_err().reason(),
+            "RequestUnreadable"
+        );
+        assert_eq!(
+            StageRequest::parse("{}").unwrap_err().reason(),
+            "RequestUnreadable"
+        );
+        // A backup's request is not a staging request, and the other way round.
+        assert_eq!(
+            parse_stage(&example_json()).unwrap_err().reason(),
+            "RequestUnreadable"
+        );
+        assert_eq!(
+            parse(&stage_json()).unwrap_err().reason(),
+            "RequestUnreadable"
+        );
+        // to_json refuses what parse would.
+        let mut r = parse_stage(&stage_json()).unwrap();
+        r.staged_path = "relative".into();
+        assert_eq!(r.to_json().unwrap_err().reason(), "RequestInvalid");
     }
 }

@@ -351,6 +351,11 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
             Some(Ok(MoverReport::Failed {
                 reason, message, ..
             })) => JobView::Failed(Problem::new(reason, message)),
+            // Another run's report in a backup's Job: never taken for a stored artifact.
+            Some(Ok(MoverReport::Staged { .. })) => JobView::Failed(Problem::new(
+                "MoverReportUnreadable",
+                "the mover Job completed with a restore staging report, not a backup's",
+            )),
             Some(Err(e)) => JobView::Failed(Problem::new(
                 "MoverReportUnreadable",
                 format!("the mover Job completed but its report is not understood: {e}"),

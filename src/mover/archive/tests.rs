@@ -738,3 +738,122 @@ async fn system_tar_reads_the_pax_encoding() {
         .unwrap();
     assert_eq!(parsed.size, 5);
 }
+
+#[tokio::test]
+async fn a_streamed_member_gives_the_archive_back_to_read_on() {
+    let (manifest, data, archive, _) = write_sample().await;
+    // A member in the middle, read whole by the caller: the reader resumes after it and checks
+    // the rest to the end of the archive.
+    let mut reader = ArchiveReader::open(archive.as_slice())
+        .await
+        .unwrap()
+        .member("logs-esc-1")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).await.unwrap();
+    assert_eq!(out, data[1].1);
+    let rest = reader.into_archive().await.unwrap();
+    assert_eq!(rest.manifest(), &manifest);
+    assert_eq!(rest.verify().await.unwrap(), 2);
+
+    // The first member, left unread by the caller: it is read and checked on the way.
+    let mut source = archive.as_slice();
+    let reader = ArchiveReader::open(&mut source)
+        .await
+        .unwrap()
+        .member("database")
+        .await
+        .unwrap();
+    let rest = reader.into_archive().await.unwrap();
+    assert_eq!(rest.verify().await.unwrap(), 3);
+    assert!(source.is_empty(), "the archive is read to its end");
+
+    // A flipped byte in the member: its error, not a resumed reader.
+    let mut bad = archive.clone();
+    bad[data_offset(&archive, 0) + 5] ^= 0x80;
+    let reader = ArchiveReader::open(bad.as_slice())
+        .await
+        .unwrap()
+        .member("database")
+        .await
+        .unwrap();
+    let err = reader.into_archive().await.unwrap_err();
+    assert!(matches!(err, ArchiveError::MemberDigest { .. }), "{err:?}");
+
+    // A flipped byte after it: the resumed reader's verification finds it.
+    let mut bad = archive.clone();
+    bad[data_offset(&archive, 2) + 1] ^= 0x01;
+    let mut reader = ArchiveReader::open(bad.as_slice())
+        .await
+        .unwrap()
+        .member("database")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).await.unwrap();
+    let err = reader
+        .into_archive()
+        .await
+        .unwrap()
+        .verify()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::MemberDigest { .. }), "{err:?}");
+
+    // Cut inside the member's padding.
+    let cut = &archive[..data_offset(&archive, 0) + 768 + 10];
+    let mut reader = ArchiveReader::open(cut)
+        .await
+        .unwrap()
+        .member("database")
+        .await
+        .unwrap();
+    reader.read_to_end(&mut Vec::new()).await.unwrap();
+    let err = reader.into_archive().await.unwrap_err();
+    assert_eq!(err.reason(), "ArtifactTruncated", "{err}");
+}
+
+#[tokio::test]
+async fn the_head_bound_holds_the_largest_manifest() {
+    // The largest manifest a reader accepts, with its header and padding, fits the bound a
+    // preflight reads.
+    let (mut manifest, _) = sample();
+    let one = manifest.members[1].clone();
+    let add = |manifest: &mut Manifest, i: usize| {
+        let mut m = one.clone();
+        m.name = format!("logs-n{i:06}");
+        m.source_node = format!("n{i:06}");
+        m.path = format!("logs/n{i:06}/f");
+        manifest.members.push(m);
+        manifest.nodes.push(crate::mover::manifest::NodeEntry {
+            name: format!("n{i:06}"),
+            role: crate::mover::manifest::NodeRole::Backup,
+        });
+    };
+    let len = |m: &Manifest| m.to_json().unwrap().len() as u64;
+    let base = len(&manifest);
+    add(&mut manifest, 0);
+    // Node names of one width: each added node and member adds the same length.
+    let per = len(&manifest) - base;
+    let n = (MAX_MANIFEST_BYTES - len(&manifest)) / per;
+    for i in 1..=n as usize {
+        add(&mut manifest, i);
+    }
+    let size = len(&manifest);
+    assert!(
+        size <= MAX_MANIFEST_BYTES && size > MAX_MANIFEST_BYTES - per,
+        "{size}"
+    );
+    let json = manifest.to_json().unwrap();
+    let mut head = Vec::new();
+    let writer = ArchiveWriter::start(&mut head, &manifest).await.unwrap();
+    drop(writer);
+    assert!(
+        head.len() as u64 <= MAX_HEAD_BYTES,
+        "{} > {MAX_HEAD_BYTES}",
+        head.len()
+    );
+    let reader = ArchiveReader::open(&head[..]).await.unwrap();
+    assert_eq!(reader.manifest().to_json().unwrap(), json);
+}

@@ -1,24 +1,32 @@
-//! Where an artifact goes: an S3 object written by multipart upload ([`s3`]) or a file on an SSH
-//! host written over SFTP ([`sftp`]). Each sink is an [`tokio::io::AsyncWrite`] the archive is
-//! streamed into, then finished (the artifact appears under its final name only once it is
-//! complete, with a `.sha256` sidecar in `sha256sum` format beside it, and its stored size
-//! verified) or aborted (nothing is left behind).
+//! Where an artifact goes, and where a restore reads it from: an S3 object written by multipart
+//! upload ([`s3`]) or a file on an SSH host written over SFTP ([`sftp`]). Each sink is an
+//! [`tokio::io::AsyncWrite`] the archive is streamed into, then finished (the artifact appears
+//! under its final name only once it is complete, with a `.sha256` sidecar in `sha256sum`
+//! format beside it, and its stored size verified) or aborted (nothing is left behind). Read
+//! back, the store gives the artifact as a stream ([`open_read`]) or only its head
+//! ([`read_head`], a restore's preflight).
 //!
-//! Owns: the sinks, [`SinkError`] (a stable reason and a message that says what to do, never a
-//! secret), [`StoredObject`], and reading credential files from a mounted Secret. Imports
-//! [`crate::mover::request`] (the sink specs), [`crate::esc`] (the SSH transport, for SFTP) and
-//! the ESC vocabulary.
+//! Owns: the sinks and sources, [`SinkError`] (a stable reason and a message that says what to
+//! do, never a secret), [`StoredObject`], [`ArtifactHead`], and reading credential files from a
+//! mounted Secret. Imports [`crate::mover::request`] (the sink specs), [`crate::mover::archive`]
+//! and [`crate::mover::manifest`] (to read an artifact's head by the archive's own rules),
+//! [`crate::esc`] (the SSH transport, for SFTP) and the ESC vocabulary.
 
 pub mod s3;
 pub mod sftp;
 
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use zeroize::Zeroizing;
 
 use crate::esc::Sha256Digest;
+use crate::mover::archive::{ArchiveError, ArchiveReader, MAX_HEAD_BYTES};
+use crate::mover::manifest::Manifest;
 use crate::mover::request::SinkSpec;
 
 /// A sink's failure.
@@ -107,6 +115,142 @@ pub async fn delete_stored(
             sftp::delete_stored(spec, access, connect_timeout).await
         }
         _ => Err(access_mismatch(spec)),
+    }
+}
+
+/// What a restore's preflight learns from the store without reading the artifact whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArtifactHead {
+    pub manifest: Manifest,
+    pub stored: StoredObject,
+}
+
+/// The reason for an artifact that is not in the store (the object or file; a missing bucket,
+/// directory or permission keep their own reasons).
+pub const ARTIFACT_NOT_FOUND: &str = "ArtifactNotFound";
+
+/// The artifact's manifest and stored size/digest: HEAD + digest metadata/sidecar (as
+/// [`verify_stored`]) and a bounded read of the archive's first bytes (S3: ranged GET; SFTP:
+/// read only the prefix), parsed with the archive's own reader rules.
+///
+/// At most [`MAX_HEAD_BYTES`] are read, whatever the artifact's size: a prefix that does not
+/// hold a whole manifest within them is `ArtifactMalformed`, as is one that is not an archive.
+/// A manifest the archive reader refuses keeps [`crate::mover::ManifestError`]'s reason
+/// (`ArtifactFormatTooNew` for a newer format, `ManifestUnreadable`, `ManifestInvalid`).
+pub async fn read_head(
+    spec: &SinkSpec,
+    access: &StoreAccess,
+    connect_timeout: Duration,
+) -> Result<ArtifactHead, SinkError> {
+    match (spec, access) {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => s3::read_head(spec, access).await,
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
+            sftp::read_head(spec, access, connect_timeout).await
+        }
+        _ => Err(access_mismatch(spec)),
+    }
+}
+
+/// The stored artifact opened for reading: its size as the store reports it, and its bytes.
+pub struct ArtifactSource {
+    pub size: u64,
+    inner: Source,
+}
+
+enum Source {
+    S3(Box<dyn AsyncRead + Send + Unpin>),
+    Sftp(Box<sftp::SftpSource>),
+}
+
+impl std::fmt::Debug for ArtifactSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactSource")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArtifactSource {
+    /// Closes the store's connection (SFTP); an S3 body is simply dropped.
+    pub async fn close(self) {
+        if let Source::Sftp(source) = self.inner {
+            source.close().await;
+        }
+    }
+}
+
+impl AsyncRead for ArtifactSource {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Source::S3(body) => Pin::new(body.as_mut()).poll_read(cx, buf),
+            Source::Sftp(file) => Pin::new(file.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+/// Opens the stored artifact for reading, front to back (a restore's staging run). A missing
+/// object or file is [`ARTIFACT_NOT_FOUND`]. Nothing is buffered beyond what the transport
+/// holds: the reader pulls the bytes as it consumes them.
+pub async fn open_read(
+    spec: &SinkSpec,
+    access: &StoreAccess,
+    connect_timeout: Duration,
+) -> Result<ArtifactSource, SinkError> {
+    match (spec, access) {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => {
+            let client = s3::client(spec, access).await?;
+            let (size, body) = s3::get(&client, spec, None).await?;
+            Ok(ArtifactSource {
+                size,
+                inner: Source::S3(Box::new(body)),
+            })
+        }
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
+            let session = sftp::connect(spec, access, connect_timeout).await?;
+            let source = sftp::SftpSource::open(session, spec).await?;
+            Ok(ArtifactSource {
+                size: source.size(),
+                inner: Source::Sftp(Box::new(source)),
+            })
+        }
+        _ => Err(access_mismatch(spec)),
+    }
+}
+
+/// Reads the manifest from an artifact's first bytes, never more than [`MAX_HEAD_BYTES`].
+async fn parse_head<R: AsyncRead + Unpin>(prefix: R, uri: &str) -> Result<Manifest, SinkError> {
+    let bounded = prefix.take(MAX_HEAD_BYTES);
+    match ArchiveReader::open(bounded).await {
+        Ok(reader) => Ok(reader.manifest().clone()),
+        Err(e) => Err(head_error(e, uri)),
+    }
+}
+
+/// An archive error from reading an artifact's head, as a store's failure.
+fn head_error(e: ArchiveError, uri: &str) -> SinkError {
+    match e {
+        ArchiveError::Manifest(m) => SinkError::new(m.reason(), format!("{uri}: {m}")),
+        ArchiveError::ReadArchive { source } => {
+            match source.get_ref().and_then(|i| i.downcast_ref::<SinkError>()) {
+                Some(inner) => inner.clone(),
+                None => SinkError::new(
+                    "ArtifactReadFailed",
+                    format!("reading the start of {uri}: {source}"),
+                ),
+            }
+        }
+        // Truncated within the bound, garbled, not a tar archive, not ours: not an artifact
+        // this build reads.
+        other => SinkError::new(
+            "ArtifactMalformed",
+            format!(
+                "{uri} is not an esc-operator backup artifact: {other}; check the backup's location"
+            ),
+        ),
     }
 }
 

@@ -46,15 +46,17 @@ use aws_sdk_s3::types::{
     ServerSideEncryption as SdkSse, StorageClass,
 };
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::{JoinError, JoinSet};
 use zeroize::Zeroizing;
 
 use crate::api::{ChecksumMode, SseAlgorithm};
 use crate::esc::Sha256Digest;
+use crate::mover::archive::MAX_HEAD_BYTES;
 use crate::mover::request::S3Sink;
 use crate::mover::sink::{
-    SinkError, StoredObject, parse_sidecar, read_secret_file, read_secret_text, sidecar_content,
+    ARTIFACT_NOT_FOUND, ArtifactHead, SinkError, StoredObject, parse_head, parse_sidecar,
+    read_secret_file, read_secret_text, sidecar_content,
 };
 
 /// The object metadata key of the artifact's SHA-256 (`x-amz-meta-sha256`).
@@ -935,6 +937,97 @@ pub(crate) async fn verify_with(client: &Client, spec: &S3Sink) -> Result<Stored
         size,
         sha256: in_metadata,
     })
+}
+
+/// The artifact's manifest and stored size and digest (see [`crate::mover::sink::read_head`]):
+/// HEAD, metadata and sidecar first, then one ranged GET of the archive's first
+/// [`MAX_HEAD_BYTES`].
+pub async fn read_head(spec: &S3Sink, access: &S3Access) -> Result<ArtifactHead, SinkError> {
+    let client = client(spec, access).await?;
+    let stored = verify_with(&client, spec).await.map_err(|mut e| {
+        if e.reason == "ArtifactMissing" {
+            e.reason = ARTIFACT_NOT_FOUND;
+        }
+        e
+    })?;
+    if stored.size == 0 {
+        // A ranged GET of an empty object is refused (416): nothing to read anyway.
+        return Err(SinkError::new(
+            "ArtifactMalformed",
+            format!(
+                "{} is empty: not an esc-operator backup artifact",
+                spec.uri()
+            ),
+        ));
+    }
+    let (_, body) = get(&client, spec, Some(MAX_HEAD_BYTES.min(stored.size))).await?;
+    let manifest = parse_head(body, &spec.uri()).await?;
+    Ok(ArtifactHead { manifest, stored })
+}
+
+/// GetObject of the artifact, the first `first` bytes only when given (a ranged GET): the
+/// object's (or range's) length and its body as a stream. A missing object is
+/// [`ARTIFACT_NOT_FOUND`]; a failure while the body streams is an `io::Error` whose inner error
+/// is the [`SinkError`].
+pub(crate) async fn get(
+    client: &Client,
+    spec: &S3Sink,
+    first: Option<u64>,
+) -> Result<(u64, impl AsyncRead + Send + Unpin + use<>), SinkError> {
+    let uri = spec.uri();
+    let mut request = client.get_object().bucket(&spec.bucket).key(&spec.key);
+    if let Some(n) = first {
+        request = request.range(format!("bytes=0-{}", n.saturating_sub(1)));
+    }
+    let out = request.send().await.map_err(|e| {
+        let e = classify(&format!("reading {uri}"), spec, e);
+        if e.reason == "NoSuchKey" {
+            SinkError::new(
+                ARTIFACT_NOT_FOUND,
+                format!("the artifact {uri} does not exist; check the backup's location"),
+            )
+        } else {
+            e
+        }
+    })?;
+    let size = u64::try_from(out.content_length().unwrap_or(-1)).map_err(|_| {
+        SinkError::new(
+            "S3BadResponse",
+            format!("the store reports no size for {uri}"),
+        )
+    })?;
+    let body = BodyReader {
+        inner: out.body.into_async_read(),
+        uri,
+    };
+    Ok((size, body))
+}
+
+/// An object's body, its read errors told as the store's (`S3Unreachable`: the connection
+/// broke or stalled mid-body).
+struct BodyReader<R> {
+    inner: R,
+    uri: String,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for BodyReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match ready!(Pin::new(&mut this.inner).poll_read(cx, buf)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(io::Error::new(
+                e.kind(),
+                SinkError::new(
+                    "S3Unreachable",
+                    format!("reading {}: {e}; check the store and the network", this.uri),
+                ),
+            ))),
+        }
+    }
 }
 
 /// Deletes a stored artifact and its sidecar (a missing one is no error: S3 deletes are

@@ -21,14 +21,15 @@ use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::fs::File;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::esc::{
     KnownHosts, SessionOptions, Sha256Digest, SshCredentials, SshError, SshSession, SshTarget,
 };
 use crate::mover::request::SftpSink;
 use crate::mover::sink::{
-    SinkError, StoredObject, parse_sidecar, read_secret_file, read_secret_text, sidecar_content,
+    ARTIFACT_NOT_FOUND, ArtifactHead, SinkError, StoredObject, parse_head, parse_sidecar,
+    read_secret_file, read_secret_text, sidecar_content,
 };
 
 /// SSH credentials and the known_hosts that vouch for the host keys.
@@ -396,6 +397,169 @@ pub(crate) async fn verify_on(
     .await;
     let _ = sftp.close().await;
     result
+}
+
+/// The artifact's manifest and stored size and digest (see [`crate::mover::sink::read_head`]):
+/// stat and sidecar first, then at most [`MAX_HEAD_BYTES`](crate::mover::MAX_HEAD_BYTES) of the
+/// file's start.
+pub async fn read_head(
+    spec: &SftpSink,
+    access: &SshAccess,
+    connect_timeout: Duration,
+) -> Result<ArtifactHead, SinkError> {
+    let session = connect(spec, access, connect_timeout).await?;
+    let result = async {
+        let stored = verify_on(&session, spec).await.map_err(|mut e| {
+            if e.reason == "ArtifactMissing" {
+                e.reason = ARTIFACT_NOT_FOUND;
+            }
+            e
+        })?;
+        let sftp = open_sftp(&session).await?;
+        let head = async {
+            let file = open_artifact(&sftp, spec).await?;
+            parse_head(SftpRead::new(file, spec), &spec.uri()).await
+        }
+        .await;
+        let _ = sftp.close().await;
+        Ok(ArtifactHead {
+            manifest: head?,
+            stored,
+        })
+    }
+    .await;
+    session.close().await;
+    result
+}
+
+async fn open_artifact(sftp: &SftpSession, spec: &SftpSink) -> Result<File, SinkError> {
+    sftp.open(&spec.path).await.map_err(|e| {
+        let mut e = sftp_error(&format!("opening {}", spec.path), &spec.host, &e);
+        if e.reason == "NoSuchFile" {
+            e.reason = ARTIFACT_NOT_FOUND;
+            e.message.push_str("; check the backup's location");
+        }
+        e
+    })
+}
+
+/// An SFTP file's read errors told as the store's (`SftpFailed`).
+struct SftpRead {
+    file: File,
+    host: String,
+    path: String,
+}
+
+impl SftpRead {
+    fn new(file: File, spec: &SftpSink) -> Self {
+        SftpRead {
+            file,
+            host: spec.host.clone(),
+            path: spec.path.clone(),
+        }
+    }
+}
+
+impl AsyncRead for SftpRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match std::task::ready!(Pin::new(&mut this.file).poll_read(cx, buf)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(io::Error::new(
+                e.kind(),
+                SinkError::new(
+                    "SftpFailed",
+                    format!("reading {} on {}: {e}", this.path, this.host),
+                ),
+            ))),
+        }
+    }
+}
+
+/// The artifact on an SFTP host, open for reading front to back (a restore's staging run): owns
+/// its connection, closed by [`SftpSource::close`].
+pub struct SftpSource {
+    session: SshSession,
+    sftp: SftpSession,
+    file: SftpRead,
+    size: u64,
+}
+
+impl fmt::Debug for SftpSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SftpSource")
+            .field("path", &self.file.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SftpSource {
+    /// Opens the artifact on `session`; a missing file is [`ARTIFACT_NOT_FOUND`].
+    pub async fn open(session: SshSession, spec: &SftpSink) -> Result<Self, SinkError> {
+        let sftp = match open_sftp(&session).await {
+            Ok(sftp) => sftp,
+            Err(e) => {
+                session.close().await;
+                return Err(e);
+            }
+        };
+        let opened = async {
+            let file = open_artifact(&sftp, spec).await?;
+            let size = file
+                .metadata()
+                .await
+                .map_err(|e| {
+                    sftp_error(
+                        &format!("reading the size of {}", spec.path),
+                        &spec.host,
+                        &e,
+                    )
+                })?
+                .len();
+            Ok::<_, SinkError>((file, size))
+        }
+        .await;
+        match opened {
+            Ok((file, size)) => Ok(SftpSource {
+                session,
+                sftp,
+                file: SftpRead::new(file, spec),
+                size,
+            }),
+            Err(e) => {
+                let _ = sftp.close().await;
+                session.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The file's size when it was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Closes the file and the connection.
+    pub async fn close(self) {
+        drop(self.file);
+        let _ = self.sftp.close().await;
+        self.session.close().await;
+    }
+}
+
+impl AsyncRead for SftpSource {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().file).poll_read(cx, buf)
+    }
 }
 
 /// Deletes a stored artifact and its sidecar; a missing one is no error.

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod cluster;
 pub mod context;
+pub mod jobs;
 pub mod metrics;
 pub mod nodes;
 pub mod remote;

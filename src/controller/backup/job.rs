@@ -40,6 +40,8 @@ pub const MOVER_CONTAINER: &str = "mover";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const BACKUP_LABEL: &str = "escoperator.dev/backup";
+/// On a restore's staging Job and its pod: the EscRestore's name.
+pub const RESTORE_LABEL: &str = "escoperator.dev/restore";
 
 /// Where and how mover pods run: the operator's `--mover-template` file (later the chart's
 /// values). Every field has a default that suits a cluster whose pods reach the ESC nodes.
@@ -174,7 +176,11 @@ pub struct MoverJobInput<'a> {
     pub namespace: &'a str,
     /// The EscBackup: owner of the Job (deleting it deletes the Job).
     pub owner: OwnerReference,
-    pub backup: &'a str,
+    /// The run's label (`escoperator.dev/backup` or `escoperator.dev/restore`) and its value,
+    /// the run's name.
+    pub run_label: (&'static str, &'a str),
+    /// The mover subcommand: `backup` or `stage`.
+    pub command: &'static str,
     pub image: &'a str,
     /// The request's JSON (no secret in it).
     pub request_json: String,
@@ -191,7 +197,7 @@ pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
         ),
         (COMPONENT_LABEL.to_owned(), "mover".to_owned()),
         (MANAGED_BY_LABEL.to_owned(), "esc-operator".to_owned()),
-        (BACKUP_LABEL.to_owned(), input.backup.to_owned()),
+        (input.run_label.0.to_owned(), input.run_label.1.to_owned()),
     ]);
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
@@ -230,7 +236,7 @@ pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
         name: MOVER_CONTAINER.to_owned(),
         image: Some(input.image.to_owned()),
         image_pull_policy: t.image_pull_policy.clone(),
-        args: Some(vec!["mover".to_owned(), "backup".to_owned()]),
+        args: Some(vec!["mover".to_owned(), input.command.to_owned()]),
         env: Some(vec![EnvVar {
             name: REQUEST_ENV.to_owned(),
             value: Some(input.request_json.clone()),
@@ -308,10 +314,40 @@ pub fn mover_job(input: &MoverJobInput<'_>) -> Job {
     }
 }
 
-/// What the Job is doing, from the Job and (once it ended) its pod. Pure. Fail closed: a Job
-/// is `Succeeded` only when it completed *and* its pod's termination message is a mover report
-/// that says so.
+/// A mover Job, as seen: any kind of run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Running,
+    /// Completed, with a report of success (a backup's `Succeeded` or a staging's `Staged`).
+    Completed(MoverReport),
+    Failed(Problem),
+}
+
+/// What a backup's Job is doing. Pure. Fail closed: `Succeeded` only with a backup's report of
+/// success.
 pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
+    match job_state(job, pod) {
+        JobState::Running => JobView::Running(None),
+        JobState::Failed(p) => JobView::Failed(p),
+        JobState::Completed(MoverReport::Succeeded {
+            uri, size, sha256, ..
+        }) => JobView::Succeeded(StoredArtifact {
+            uri,
+            size,
+            sha256: sha256.to_string(),
+        }),
+        // Another run's report in a backup's Job: never taken for a stored artifact.
+        JobState::Completed(_) => JobView::Failed(Problem::new(
+            "MoverReportUnreadable",
+            "the mover Job completed with a report that is not a backup's",
+        )),
+    }
+}
+
+/// What the Job is doing, from the Job and (once it ended) its pod. Pure. Fail closed: a Job
+/// is `Completed` only when it completed *and* its pod's termination message is a mover report
+/// of success.
+pub fn job_state(job: &Job, pod: Option<&Pod>) -> JobState {
     let conditions = job
         .status
         .as_ref()
@@ -341,27 +377,16 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
         .map(|m| serde_json::from_str::<MoverReport>(m.trim()));
     if is("Complete").is_some() {
         return match report {
-            Some(Ok(MoverReport::Succeeded {
-                uri, size, sha256, ..
-            })) => JobView::Succeeded(StoredArtifact {
-                uri,
-                size,
-                sha256: sha256.to_string(),
-            }),
             Some(Ok(MoverReport::Failed {
                 reason, message, ..
-            })) => JobView::Failed(Problem::new(reason, message)),
-            // Another run's report in a backup's Job: never taken for a stored artifact.
-            Some(Ok(MoverReport::Staged { .. })) => JobView::Failed(Problem::new(
-                "MoverReportUnreadable",
-                "the mover Job completed with a restore staging report, not a backup's",
-            )),
-            Some(Err(e)) => JobView::Failed(Problem::new(
+            })) => JobState::Failed(Problem::new(reason, message)),
+            Some(Ok(done)) => JobState::Completed(done),
+            Some(Err(e)) => JobState::Failed(Problem::new(
                 "MoverReportUnreadable",
                 format!("the mover Job completed but its report is not understood: {e}"),
             )),
-            None if pod.is_none() => JobView::Running(None),
-            None => JobView::Failed(Problem::new(
+            None if pod.is_none() => JobState::Running,
+            None => JobState::Failed(Problem::new(
                 "MoverReportMissing",
                 "the mover Job completed without a report in its termination message",
             )),
@@ -372,7 +397,7 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
             reason, message, ..
         })) = report
         {
-            return JobView::Failed(Problem::new(reason, message));
+            return JobState::Failed(Problem::new(reason, message));
         }
         let mut container = terminated
             .as_ref()
@@ -402,7 +427,7 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
                 failed.reason.clone().unwrap_or_else(|| "Failed".into())
             ),
         };
-        return JobView::Failed(Problem::new(
+        return JobState::Failed(Problem::new(
             reason,
             format!(
                 "the mover Job failed ({}: {}){container}; see `kubectl logs job/{}`",
@@ -412,7 +437,7 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
             ),
         ));
     }
-    JobView::Running(None)
+    JobState::Running
 }
 
 /// The last progress line in a piece of the mover's log (its stdout lines; its JSON logs on

@@ -18,11 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
-};
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -33,10 +30,10 @@ use self::request::{RequestInput, Roles, mover_request, sink};
 use super::context::Context;
 use super::metrics::{BackupOutcome, ClusterLabels};
 use super::readable;
+use super::jobs;
 use super::remote::Remote;
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
-    TransferProgress,
 };
 use crate::plan::backup::{
     BackupAction, BackupInput, BackupPlan, ClusterView, JobView, Observed, current_step, finished,
@@ -52,8 +49,6 @@ pub const CONTROLLER: &str = "escbackup";
 pub const FINALIZER: &str = "escoperator.dev/backup";
 /// The field manager of every write this controller makes.
 pub const FIELD_MANAGER: &str = "esc-operator";
-/// How often a running transfer's progress is read into status.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// At most this many plan → act rounds per reconcile (a run moves through at most a few steps
 /// before it waits for something).
 const ROUNDS: usize = 16;
@@ -400,7 +395,7 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
             BackupAction::Verify => Observed::Stored(verify(ctx, backup).await),
             BackupAction::Cleanup { files, stop_mover } => {
                 if let Some(job_name) = stop_mover {
-                    stop_job(ctx, &namespace, &job_name).await;
+                    jobs::stop_job(ctx, &namespace, &job_name).await;
                 }
                 Observed::Cleaned(remote.cleanup(&files).await)
             }
@@ -466,7 +461,14 @@ async fn load_target(ctx: &Context, backup: &EscBackup) -> Result<target::Target
         &backup.name_any(),
         &ctx.options.mover,
     )?;
-    target::load(&ctx.client, &namespace, &backup.spec, &sink).await
+    target::load(
+        &ctx.client,
+        &namespace,
+        &backup.spec.target,
+        "spec.target",
+        &sink,
+    )
+    .await
 }
 
 async fn write_status(
@@ -509,10 +511,13 @@ async fn mover(
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     match jobs.get_opt(job_name).await {
         Ok(Some(job)) => {
-            let pod = job_pod(ctx, &namespace, job_name).await;
+            let pod = jobs::job_pod(ctx, &namespace, job_name).await;
             match job_view(&job, pod.as_ref()) {
                 JobView::Running(_) => JobView::Running(match &pod {
-                    Some(pod) => progress(ctx, backup, pod).await,
+                    Some(pod) => {
+                        let uid = backup.uid().unwrap_or_default();
+                        jobs::progress(ctx, &namespace, &uid, pod).await
+                    }
                     None => None,
                 }),
                 done => done,
@@ -528,37 +533,6 @@ async fn mover(
             JobView::Running(None)
         }
     }
-}
-
-/// The mover's last progress line, read from its log at most every [`PROGRESS_EVERY`] per run
-/// (a long transfer writes its status that often, not at every wake-up).
-async fn progress(ctx: &Context, backup: &EscBackup, pod: &Pod) -> Option<TransferProgress> {
-    let key = backup.uid()?;
-    if !ctx.throttle.ready(&key, PROGRESS_EVERY) {
-        return None;
-    }
-    let pods: Api<Pod> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
-    let params = LogParams {
-        container: Some(job::MOVER_CONTAINER.to_owned()),
-        tail_lines: Some(50),
-        limit_bytes: Some(64 * 1024),
-        ..LogParams::default()
-    };
-    let log = pods.logs(&pod.name_any(), &params).await.ok()?;
-    job::last_progress(&log)
-}
-
-async fn job_pod(ctx: &Context, namespace: &str, job_name: &str) -> Option<Pod> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
-        .await
-        .ok()?;
-    // backoffLimit 0: one pod; the newest if the Job controller made another.
-    list.items
-        .into_iter()
-        .max_by_key(|p| p.meta().creation_timestamp.clone().map(|t| t.0))
 }
 
 async fn create_job(
@@ -600,66 +574,23 @@ async fn create_job(
         .to_json()
         .map_err(|e| Problem::new("MoverRequestInvalid", e.to_string()))?;
     let template = &ctx.options.mover;
-    let image = template
-        .image
-        .clone()
-        .or_else(|| ctx.options.operator_image.clone())
-        .ok_or_else(|| {
-            Problem::new(
-                "MoverImageUnknown",
-                "the operator knows no image for the mover: set image in its --mover-template \
-                 file or the ESC_OPERATOR_IMAGE environment variable",
-            )
-        })?;
+    let image = jobs::mover_image(ctx)?;
     let owner = backup
         .controller_owner_ref(&())
         .ok_or_else(|| Problem::new("OwnerUnknown", "the EscBackup has no uid yet"))?;
-    let secrets = target::mover_secrets(cluster, &backup.spec);
+    let secrets = target::mover_secrets(cluster, &backup.spec.target);
     let job = mover_job(&MoverJobInput {
         name: job_name,
         namespace: &namespace,
         owner,
-        backup: &backup.name_any(),
+        run_label: (job::BACKUP_LABEL, &backup.name_any()),
+        command: "backup",
         image: &image,
         request_json,
         secrets: &secrets,
         template,
     });
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => {
-            tracing::info!(job = job_name, "created the mover Job");
-            Ok(())
-        }
-        // Created by an earlier attempt whose answer was lost: adopt it.
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(Problem::new(
-            "MoverJobNotCreated",
-            format!("creating the mover Job {job_name} failed: {e}"),
-        )),
-    }
-}
-
-/// Deletes a mover Job that is still running (cancel or failure); its pod goes with it.
-async fn stop_job(ctx: &Context, namespace: &str, job_name: &str) {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
-    match jobs.get_opt(job_name).await {
-        Ok(Some(job)) => {
-            let done = job
-                .status
-                .as_ref()
-                .is_some_and(|s| s.completion_time.is_some() || s.failed.unwrap_or(0) > 0);
-            if !done && let Err(e) = jobs.delete(job_name, &params).await {
-                tracing::warn!(error = %e, job = job_name, "could not delete the mover Job");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, job = job_name, "reading the mover Job"),
-    }
+    jobs::create(ctx, &namespace, &job).await
 }
 
 /// Reads the stored artifact back with the target's credentials.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::job::MoverSecrets;
-use crate::api::{EscBackupSpec, EscCluster};
+use crate::api::{BackupTarget, EscCluster};
 use crate::controller::secrets::{self, credentials_of, known_hosts_of, text_of};
 use crate::mover::SinkSpec;
 use crate::mover::sink::{self, SinkError, StoreAccess, s3, sftp};
@@ -26,10 +26,10 @@ pub struct TargetAccess {
 }
 
 /// The Secrets the mover mounts.
-pub fn mover_secrets(cluster: &EscCluster, spec: &EscBackupSpec) -> MoverSecrets {
+pub fn mover_secrets(cluster: &EscCluster, target: &BackupTarget) -> MoverSecrets {
     let ssh = &cluster.spec.ssh;
     let (target_credentials, target_known_hosts, target_ca) =
-        match (&spec.target.s3, &spec.target.scp) {
+        match (&target.s3, &target.scp) {
             (Some(s3), _) => (
                 s3.connection
                     .credentials_secret_ref
@@ -61,16 +61,17 @@ pub fn mover_secrets(cluster: &EscCluster, spec: &EscBackupSpec) -> MoverSecrets
 pub async fn load(
     client: &kube::Client,
     namespace: &str,
-    spec: &EscBackupSpec,
+    target: &BackupTarget,
+    field_root: &str,
     sink: &SinkSpec,
 ) -> Result<TargetAccess, Problem> {
-    match (sink, &spec.target.s3, &spec.target.scp) {
+    match (sink, &target.s3, &target.scp) {
         (SinkSpec::S3(_), Some(target), _) => {
             let c = &target.connection;
             let credentials = match &c.credentials_secret_ref {
                 None => s3::S3Credentials::Ambient,
                 Some(r) => {
-                    let field = "spec.target.s3.credentialsSecretRef";
+                    let field = &format!("{field_root}.s3.credentialsSecretRef");
                     let secret = secrets::read(client, namespace, &r.name, field).await?;
                     let key = |k: &str| text_of(namespace, &r.name, &secret.data, k);
                     let missing = |k: &str| {
@@ -96,7 +97,7 @@ pub async fn load(
             let ca_bundle_pem = match &c.ca_bundle_secret_ref {
                 None => None,
                 Some(r) => {
-                    let field = "spec.target.s3.caBundleSecretRef";
+                    let field = &format!("{field_root}.s3.caBundleSecretRef");
                     let secret = secrets::read(client, namespace, &r.name, field).await?;
                     let pem =
                         text_of(namespace, &r.name, &secret.data, CA_CERT)?.ok_or_else(|| {
@@ -121,8 +122,8 @@ pub async fn load(
             })
         }
         (SinkSpec::Sftp(_), _, Some(scp)) => {
-            let creds_field = "spec.target.scp.credentialsSecretRef";
-            let hosts_field = "spec.target.scp.knownHostsSecretRef";
+            let creds_field = &format!("{field_root}.scp.credentialsSecretRef");
+            let hosts_field = &format!("{field_root}.scp.knownHostsSecretRef");
             let creds = secrets::read(
                 client,
                 namespace,
@@ -155,7 +156,7 @@ pub async fn load(
         }
         _ => Err(Problem::new(
             "NoTarget",
-            "spec.target sets neither s3 nor scp",
+            format!("{field_root} sets neither s3 nor scp"),
         )),
     }
 }

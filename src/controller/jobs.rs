@@ -1,0 +1,109 @@
+//! The mover Jobs of backup and restore runs: the image they run, creating one (adopting it
+//! when an earlier attempt's answer was lost), finding its pod, reading its progress, stopping
+//! it. The Jobs themselves are built in [`super::backup::job`].
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::{Resource, ResourceExt};
+
+use super::backup::job;
+use super::context::Context;
+use crate::api::TransferProgress;
+use crate::plan::report::Problem;
+
+/// How often a running transfer's progress is read into status.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// The image the mover runs: the template's, or the operator's own.
+pub fn mover_image(ctx: &Context) -> Result<String, Problem> {
+    ctx.options
+        .mover
+        .image
+        .clone()
+        .or_else(|| ctx.options.operator_image.clone())
+        .ok_or_else(|| {
+            Problem::new(
+                "MoverImageUnknown",
+                "the operator knows no image for the mover: set image in its --mover-template \
+                 file or the ESC_OPERATOR_IMAGE environment variable",
+            )
+        })
+}
+
+/// Creates the Job; one that exists already (created by an earlier attempt whose answer was
+/// lost) is adopted.
+pub async fn create(ctx: &Context, namespace: &str, job: &Job) -> Result<(), Problem> {
+    let name = job.name_any();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    match jobs.create(&PostParams::default(), job).await {
+        Ok(_) => {
+            tracing::info!(job = %name, "created the mover Job");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Problem::new(
+            "MoverJobNotCreated",
+            format!("creating the mover Job {name} failed: {e}"),
+        )),
+    }
+}
+
+/// The mover's last progress line, read from its log at most every [`PROGRESS_EVERY`] per run
+/// (a long transfer writes its status that often, not at every wake-up).
+pub async fn progress(
+    ctx: &Context,
+    namespace: &str,
+    run_uid: &str,
+    pod: &Pod,
+) -> Option<TransferProgress> {
+    if !ctx.throttle.ready(run_uid, PROGRESS_EVERY) {
+        return None;
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = LogParams {
+        container: Some(job::MOVER_CONTAINER.to_owned()),
+        tail_lines: Some(50),
+        limit_bytes: Some(64 * 1024),
+        ..LogParams::default()
+    };
+    let log = pods.logs(&pod.name_any(), &params).await.ok()?;
+    job::last_progress(&log)
+}
+
+pub async fn job_pod(ctx: &Context, namespace: &str, job_name: &str) -> Option<Pod> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await
+        .ok()?;
+    // backoffLimit 0: one pod; the newest if the Job controller made another.
+    list.items
+        .into_iter()
+        .max_by_key(|p| p.meta().creation_timestamp.clone().map(|t| t.0))
+}
+
+/// Deletes a mover Job that is still running (cancel or failure); its pod goes with it.
+pub async fn stop_job(ctx: &Context, namespace: &str, job_name: &str) {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match jobs.get_opt(job_name).await {
+        Ok(Some(job)) => {
+            let done = job
+                .status
+                .as_ref()
+                .is_some_and(|s| s.completion_time.is_some() || s.failed.unwrap_or(0) > 0);
+            if !done && let Err(e) = jobs.delete(job_name, &params).await {
+                tracing::warn!(error = %e, job = job_name, "could not delete the mover Job");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, job = job_name, "reading the mover Job"),
+    }
+}
+

@@ -29,6 +29,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 
 mod esc_fixture;
+/// EscRestore end to end, on the same fixture (a restore needs a backup first).
+#[path = "operator_backup/restore.rs"]
+mod restore;
 use esc_fixture::{SshSecrets, cluster_spec, create_ssh_secrets, ready, tail, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_esc-operator");
@@ -50,6 +53,9 @@ struct Fixture {
     operator: Operator,
     kubeconfig: PathBuf,
     run_dir: PathBuf,
+    /// The nodes' state directory (the restore history).
+    state_dir: PathBuf,
+    template: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -69,10 +75,14 @@ impl Fixture {
         // The nodes' run directories: shared by the simulated nodes' account, like /var/tmp.
         let run_dir = PathBuf::from(format!("/var/tmp/esc-operator-test-{}", ns.name()));
         std::fs::create_dir_all(&run_dir)?;
-        std::process::Command::new("chmod")
-            .arg("1777")
-            .arg(&run_dir)
-            .status()?;
+        let state_dir = PathBuf::from(format!("/var/tmp/esc-operator-state-{}", ns.name()));
+        for d in [&run_dir, &state_dir] {
+            std::fs::create_dir_all(d)?;
+            std::process::Command::new("chmod")
+                .arg("1777")
+                .arg(d)
+                .status()?;
+        }
         let template = dir.path().join("mover.yaml");
         std::fs::write(
             &template,
@@ -86,7 +96,7 @@ impl Fixture {
             ns.name(),
             "op-1",
             dir.path(),
-            &run_dir,
+            &[&run_dir, &state_dir],
             &template,
         )?;
         let mut f = Fixture {
@@ -96,6 +106,8 @@ impl Fixture {
             operator,
             kubeconfig,
             run_dir,
+            state_dir,
+            template,
             dir,
         };
         f.operator.wait_ready(Duration::from_secs(60)).await?;
@@ -108,6 +120,22 @@ impl Fixture {
         })
         .await?;
         Ok(f)
+    }
+
+    /// SIGKILLs the operator and starts another one named `name` (same settings), ready.
+    async fn replace_operator(&mut self, name: &str) -> Result<()> {
+        self.operator.kill();
+        let mut next = start_operator(
+            &self.kubeconfig,
+            self.ns.name(),
+            name,
+            self.dir.path(),
+            &[&self.run_dir, &self.state_dir],
+            &self.template,
+        )?;
+        next.wait_ready(Duration::from_secs(60)).await?;
+        self.operator = next;
+        Ok(())
     }
 
     fn clusters(&self) -> Api<EscCluster> {
@@ -291,7 +319,11 @@ impl Fixture {
             .filter_map(|e| match &e.what {
                 What::Command { command, args, .. } => {
                     let line = format!("{command} {}", args.join(" "));
-                    let word = if line.contains("backup") {
+                    let word = if line.starts_with("restore") {
+                        "restore"
+                    } else if line.starts_with("restart") {
+                        "restart"
+                    } else if line.contains("backup") {
                         "backup"
                     } else if line.contains("log") {
                         "log-collect"
@@ -317,6 +349,7 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.run_dir);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 
@@ -329,7 +362,7 @@ fn start_operator(
     ns: &str,
     name: &str,
     dir: &Path,
-    run_dir: &Path,
+    [run_dir, state_dir]: &[&Path; 2],
     template: &Path,
 ) -> Result<Operator> {
     let args = [
@@ -338,6 +371,7 @@ fn start_operator(
         "--lease-duration=6s".to_owned(),
         "--log-level=info,esc_operator=debug".to_owned(),
         format!("--run-directory={}", run_dir.display()),
+        format!("--state-directory={}", state_dir.display()),
         format!("--mover-template={}", template.display()),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -823,18 +857,7 @@ async fn an_operator_killed_mid_backup_resumes_without_a_second_window_or_job() 
         current_step(s) == Some(BackupStep::BackupDatabase)
     })
     .await?;
-    f.operator.kill();
-    let template = f.dir.path().join("mover.yaml");
-    let mut second = start_operator(
-        &f.kubeconfig,
-        f.ns.name(),
-        "op-2",
-        f.dir.path(),
-        &f.run_dir,
-        &template,
-    )?;
-    second.wait_ready(Duration::from_secs(60)).await?;
-    f.operator = second;
+    f.replace_operator("op-2").await?;
     f.wait_backup("nightly", "Succeeded", BACKUP, succeeded)
         .await?;
     let words: Vec<String> = f
@@ -884,7 +907,8 @@ async fn the_default_mover_pod_passes_restricted() -> Result<()> {
         name: "b-mover",
         namespace: ns.name(),
         owner: owner.clone(),
-        backup: "b",
+        run_label: (esc_operator::controller::backup::job::BACKUP_LABEL, "b"),
+        command: "backup",
         image: "localhost/esc-operator:dev",
         request_json: "{}".into(),
         secrets: &secrets,
@@ -915,7 +939,8 @@ async fn the_default_mover_pod_passes_restricted() -> Result<()> {
         name: "b-mover",
         namespace: ns.name(),
         owner,
-        backup: "b",
+        run_label: (esc_operator::controller::backup::job::BACKUP_LABEL, "b"),
+        command: "backup",
         image: "localhost/esc-operator:dev",
         request_json: "{}".into(),
         secrets: &secrets,

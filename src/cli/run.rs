@@ -57,6 +57,11 @@ pub(super) struct RunArgs {
     /// The directory on the ESC nodes where backup and restore runs keep their temporary files.
     #[arg(long, default_value = "/var/tmp/esc-operator")]
     run_directory: String,
+    /// The directory on the ESC nodes that keeps the restore history (one file per node): it
+    /// must survive reboots and temporary-file cleaners, and be writable by the SSH user (or
+    /// through sudo with spec.ssh.sudo).
+    #[arg(long, default_value = "/var/lib/esc-operator")]
+    state_directory: String,
     /// A YAML file: how mover pods run (image, resources, nodeSelector, tolerations,
     /// priorityClassName, hostNetwork, activeDeadlineSeconds, ttlSecondsAfterFinished).
     #[arg(long, env = "MOVER_TEMPLATE")]
@@ -105,6 +110,7 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
             release_timeout: args.release_timeout,
             max_concurrent_reconciles: args.max_concurrent_reconciles,
             run_directory: args.run_directory,
+            state_directory: args.state_directory,
             mover,
             operator_image: args.operator_image.filter(|i| !i.trim().is_empty()),
         },

@@ -30,6 +30,8 @@ pub struct ControllerOptions {
     pub max_concurrent_reconciles: u16,
     /// The directory on the ESC nodes where backup and restore runs keep their files.
     pub run_directory: String,
+    /// The directory on the ESC nodes that keeps what must outlive runs (the restore history).
+    pub state_directory: String,
     /// How mover pods run.
     pub mover: MoverTemplate,
     /// The image the operator runs from (the mover's default image).
@@ -44,6 +46,7 @@ impl Default for ControllerOptions {
             release_timeout: Duration::from_secs(300),
             max_concurrent_reconciles: 32,
             run_directory: "/var/tmp/esc-operator".to_owned(),
+            state_directory: "/var/lib/esc-operator".to_owned(),
             mover: MoverTemplate::default(),
             operator_image: None,
         }

@@ -106,4 +106,3 @@ pub async fn stop_job(ctx: &Context, namespace: &str, job_name: &str) {
         Err(e) => tracing::warn!(error = %e, job = job_name, "reading the mover Job"),
     }
 }
-

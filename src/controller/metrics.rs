@@ -98,6 +98,9 @@ pub struct Metrics {
     backup_bytes: Family<ClusterLabels, Gauge>,
     backup_last_success: Family<ClusterLabels, Gauge>,
     backup_maintenance: ClusterHistogram,
+    restores: Family<ClusterLabels, Counter>,
+    restore_failures: Family<RunFailureLabels, Counter>,
+    restore_duration: ClusterHistogram,
 }
 
 impl Metrics {
@@ -121,6 +124,9 @@ impl Metrics {
             backup_bytes: Family::default(),
             backup_last_success: Family::default(),
             backup_maintenance: Family::new_with_constructor(window_buckets),
+            restores: Family::default(),
+            restore_failures: Family::default(),
+            restore_duration: Family::new_with_constructor(backup_buckets),
         };
         registry.register(
             "esc_backup",
@@ -151,6 +157,21 @@ impl Metrics {
             "esc_backup_maintenance_seconds",
             "How long a backup held ESC in maintenance mode (the window around escadm backup)",
             m.backup_maintenance.clone(),
+        );
+        registry.register(
+            "esc_restore",
+            "EscRestore runs that ended (dry runs included), per cluster",
+            m.restores.clone(),
+        );
+        registry.register(
+            "esc_restore_failure",
+            "EscRestore runs that failed, per cluster and reason",
+            m.restore_failures.clone(),
+        );
+        registry.register(
+            "esc_restore_duration_seconds",
+            "How long EscRestore runs took, from start to Succeeded or Failed",
+            m.restore_duration.clone(),
         );
         registry.register(
             "esc_cluster_info",
@@ -258,6 +279,8 @@ impl Metrics {
         self.backup_bytes.remove(cluster);
         self.backup_last_success.remove(cluster);
         self.backup_maintenance.remove(cluster);
+        self.restores.remove(cluster);
+        self.restore_duration.remove(cluster);
         // Failure series carry a reason label: drop every one this cluster has.
         let reasons = self
             .failure_reasons
@@ -266,11 +289,42 @@ impl Metrics {
             .remove(cluster)
             .unwrap_or_default();
         for reason in reasons {
-            self.backup_failures.remove(&RunFailureLabels {
+            let labels = RunFailureLabels {
                 namespace: cluster.namespace.clone(),
                 cluster: cluster.name.clone(),
                 reason,
-            });
+            };
+            self.backup_failures.remove(&labels);
+            self.restore_failures.remove(&labels);
+        }
+    }
+
+    /// Records a restore run that ended.
+    pub fn restore_finished(
+        &self,
+        cluster: &ClusterLabels,
+        succeeded: bool,
+        reason: &str,
+        seconds: f64,
+    ) {
+        self.restores.get_or_create(cluster).inc();
+        self.restore_duration
+            .get_or_create(cluster)
+            .observe(seconds);
+        if !succeeded {
+            self.failure_reasons
+                .lock()
+                .expect("metrics lock")
+                .entry(cluster.clone())
+                .or_default()
+                .insert(reason.to_owned());
+            self.restore_failures
+                .get_or_create(&RunFailureLabels {
+                    namespace: cluster.namespace.clone(),
+                    cluster: cluster.name.clone(),
+                    reason: reason.to_owned(),
+                })
+                .inc();
         }
     }
 

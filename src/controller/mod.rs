@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod nodes;
 pub mod remote;
+pub mod restore;
 pub mod runs;
 pub mod secrets;
 pub mod ssh_pool;
@@ -33,7 +34,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{EscBackup, EscCluster};
+use crate::api::{EscBackup, EscCluster, EscRestore};
 
 /// The object a watch delivered, or `None` when this operator cannot read it. Admission
 /// validates the schema, so that is a CRD/operator version skew: a Warning Event says so on the
@@ -138,12 +139,46 @@ fn clusters_using(
         .collect()
 }
 
-/// The EscCluster a run names.
+/// The EscCluster a backup names.
 fn cluster_of(
     backup: &DeserializeGuard<EscBackup>,
 ) -> Option<ObjectRef<DeserializeGuard<EscCluster>>> {
     let run = backup.0.as_ref().ok()?;
     Some(ObjectRef::new(&run.spec.cluster_ref.name).within(&backup.namespace().unwrap_or_default()))
+}
+
+/// The EscCluster a restore names.
+fn cluster_of_restore(
+    restore: &DeserializeGuard<EscRestore>,
+) -> Option<ObjectRef<DeserializeGuard<EscCluster>>> {
+    let run = restore.0.as_ref().ok()?;
+    Some(
+        ObjectRef::new(&run.spec.cluster_ref.name).within(&restore.namespace().unwrap_or_default()),
+    )
+}
+
+/// The unfinished restores on `cluster`.
+fn restores_on<K: Resource>(
+    store: &Store<DeserializeGuard<EscRestore>>,
+    cluster: &K,
+) -> Vec<ObjectRef<DeserializeGuard<EscRestore>>> {
+    let namespace = cluster.namespace();
+    let name = cluster.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == namespace)
+        .filter(|r| {
+            r.0.as_ref().is_ok_and(|r| {
+                r.spec.cluster_ref.name == name
+                    && !r
+                        .status
+                        .as_ref()
+                        .is_some_and(crate::plan::restore::finished)
+            })
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
 }
 
 /// The unfinished runs on `cluster` (its status changes wake them: the maintenance window).
@@ -180,12 +215,14 @@ pub async fn run(
     let cluster_apis = scope.apis::<DeserializeGuard<EscCluster>>(&ctx.client);
     let secret_apis = scope.apis::<secrets::SecretMeta>(&ctx.client);
     let backup_apis = scope.apis::<DeserializeGuard<EscBackup>>(&ctx.client);
+    let restore_apis = scope.apis::<DeserializeGuard<EscRestore>>(&ctx.client);
     let job_apis = scope.apis::<Job>(&ctx.client);
     let cluster_meta_apis = scope.apis::<PartialObjectMeta<EscCluster>>(&ctx.client);
-    for ((((clusters, secrets), backups), jobs), cluster_meta) in cluster_apis
+    for (((((clusters, secrets), backups), restores), jobs), cluster_meta) in cluster_apis
         .into_iter()
         .zip(secret_apis)
         .zip(backup_apis)
+        .zip(restore_apis)
         .zip(job_apis)
         .zip(cluster_meta_apis)
     {
@@ -198,6 +235,14 @@ pub async fn run(
             .default_backoff()
             .reflect(holders_writer)
             .touched_objects();
+        let (restore_holders, restore_holders_writer) = reflector::store();
+        ctx.runs.add_restores(restore_holders.clone());
+        ready.push(wait_ready(restore_holders));
+        let restore_run_changes =
+            watcher(restores.clone(), watcher::Config::default().any_semantic())
+                .default_backoff()
+                .reflect(restore_holders_writer)
+                .touched_objects();
 
         let (reader, writer) = reflector::store();
         let stream = watcher(clusters.clone(), watcher::Config::default().any_semantic())
@@ -237,6 +282,7 @@ pub async fn run(
                 clusters_using(&for_secrets, &secret)
             })
             .watches_stream(run_changes, |backup| cluster_of(&backup))
+            .watches_stream(restore_run_changes, |restore| cluster_of_restore(&restore))
             // Bounded: 500 clusters reconciling at once would each open an API connection.
             .with_config(
                 kube::runtime::controller::Config::default()
@@ -258,12 +304,15 @@ pub async fn run(
         let for_clusters = runs.clone();
         // Metadata only: the runs need to know *that* their cluster changed (they GET it),
         // and the cluster controller already caches the whole objects.
-        let cluster_changes = watcher(cluster_meta, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .applied_objects();
+        let cluster_changes = watcher(
+            cluster_meta.clone(),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .applied_objects();
         let backup_controller = Controller::for_stream(backup_stream, runs)
             .owns(
-                jobs,
+                jobs.clone(),
                 watcher::Config::default()
                     .labels(MOVER_JOB_SELECTOR)
                     .any_semantic(),
@@ -279,6 +328,37 @@ pub async fn run(
             .run(backup::reconcile, backup::error_policy, ctx.clone())
             .for_each(log_event);
         controllers.push(backup_controller.boxed());
+
+        // The EscRestore controller, alike: its runs, their staging Jobs, their clusters.
+        let (restore_runs, restore_runs_writer) = reflector::store();
+        let restore_stream = watcher(restores, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(restore_runs_writer)
+            .applied_objects();
+        ready.push(wait_ready(restore_runs.clone()));
+        let for_restore_clusters = restore_runs.clone();
+        let restore_cluster_changes =
+            watcher(cluster_meta, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .applied_objects();
+        let restore_controller = Controller::for_stream(restore_stream, restore_runs)
+            .owns(
+                jobs,
+                watcher::Config::default()
+                    .labels(MOVER_JOB_SELECTOR)
+                    .any_semantic(),
+            )
+            .watches_stream(restore_cluster_changes, move |cluster| {
+                restores_on(&for_restore_clusters, &cluster)
+            })
+            .with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(ctx.options.max_concurrent_reconciles),
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(restore::reconcile, restore::error_policy, ctx.clone())
+            .for_each(log_event);
+        controllers.push(restore_controller.boxed());
     }
     let sync = async move {
         join_all(ready).await;

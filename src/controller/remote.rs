@@ -5,14 +5,18 @@
 
 use std::sync::Arc;
 
-use crate::api::{EscCluster, NodeFile, NodeFileKind};
+use crate::api::{
+    EscCluster, EscNodeStatus, NodeFile, NodeFileKind, NodeRole, OpMode, ServicesState,
+};
 use crate::controller::context::Context;
 use crate::controller::nodes::{connect, problem};
 use crate::controller::secrets::SshAccess;
 use crate::controller::ssh_pool::NodeKey;
+use crate::esc::history::{RestoreRecord, history_file};
 use crate::esc::{DriverError, EscNode, EscadmCommand, RemotePath, RunDir, RunState};
-use crate::plan::run::{DATABASE_FILE, RemoteCommand, RemoteOutcome};
+use crate::plan::cluster::node_status;
 use crate::plan::report::Problem;
+use crate::plan::run::{DATABASE_FILE, RemoteCommand, RemoteOutcome};
 
 /// How `escadm log collect` names its archives (`/var/tmp/esc_log-<timestamp>.tar.bz2`): the
 /// only files removed besides run directories. The path comes from escadm's output, which is
@@ -94,7 +98,9 @@ impl<'a> Remote<'a> {
             },
             RemoteCommand::Restore => match file.map(RemotePath::new) {
                 Some(Ok(file)) => EscadmCommand::Restore { file },
-                Some(Err(e)) => return RemoteOutcome::Failed(Problem::new(e.reason(), e.to_string())),
+                Some(Err(e)) => {
+                    return RemoteOutcome::Failed(Problem::new(e.reason(), e.to_string()));
+                }
                 None => {
                     return RemoteOutcome::Failed(Problem::new(
                         "NoStagedFile",
@@ -197,6 +203,82 @@ impl<'a> Remote<'a> {
                 }
             }
         })
+    }
+
+    /// `status --v` on `node_name`, as status shows it: unreachable, not understood (role and
+    /// services `Unknown`), or what it reported.
+    pub async fn status(&mut self, node_name: &str) -> EscNodeStatus {
+        let unknown = |reachable| EscNodeStatus {
+            name: node_name.to_owned(),
+            role: NodeRole::Unknown,
+            reachable,
+            services: ServicesState::Unknown,
+            stopped_services: Vec::new(),
+            esc_version: None,
+        };
+        let (key, node) = match self.node(node_name).await {
+            Ok(n) => n,
+            Err(_) => return unknown(false),
+        };
+        match node.status().await {
+            Ok(status) => node_status(node_name, &status),
+            Err(DriverError::Ssh(_)) => {
+                self.ctx.ssh.discard(&key);
+                unknown(false)
+            }
+            Err(_) => unknown(true),
+        }
+    }
+
+    /// `op_mode show` on `node_name`; `None` when it cannot be told.
+    pub async fn op_mode(&mut self, node_name: &str) -> Option<OpMode> {
+        let (_, node) = self.node(node_name).await.ok()?;
+        match node.op_mode().await.ok()? {
+            crate::esc::OpMode::Operation => Some(OpMode::Operation),
+            crate::esc::OpMode::Maintenance => Some(OpMode::Maintenance),
+        }
+    }
+
+    /// The restore history on `node_name` (in the state directory).
+    pub async fn history(&mut self, node_name: &str) -> Result<Vec<RestoreRecord>, Problem> {
+        let file = self.history_file(node_name)?;
+        let (key, node) = self.node(node_name).await?;
+        node.restore_history(&file)
+            .await
+            .map_err(|e| self.driver_problem(&key, node_name, &e))
+    }
+
+    /// Appends `record` to the restore history on `node_name`.
+    pub async fn record(&mut self, node_name: &str, record: &RestoreRecord) -> Result<(), Problem> {
+        let file = self.history_file(node_name)?;
+        let (key, node) = self.node(node_name).await?;
+        node.record_restore(&file, record)
+            .await
+            .map_err(|e| self.driver_problem(&key, node_name, &e))
+    }
+
+    /// Free bytes under the run directory on `node_name`.
+    pub async fn free_space(&mut self, node_name: &str) -> Result<u64, Problem> {
+        let base = self.base()?;
+        let (key, node) = self.node(node_name).await?;
+        node.free_space(&base)
+            .await
+            .map_err(|e| self.driver_problem(&key, node_name, &e))
+    }
+
+    fn history_file(&self, node_name: &str) -> Result<RemotePath, Problem> {
+        let dir = RemotePath::new(self.ctx.options.state_directory.as_str()).map_err(|e| {
+            Problem::new(e.reason(), format!("the operator's --state-directory: {e}"))
+        })?;
+        history_file(&dir, node_name).map_err(|e| Problem::new(e.reason(), e.to_string()))
+    }
+
+    fn driver_problem(&self, key: &NodeKey, node_name: &str, e: &DriverError) -> Problem {
+        if matches!(e, DriverError::Ssh(_)) {
+            self.ctx.ssh.discard(key);
+        }
+        let p = problem(e);
+        Problem::new(p.reason, format!("{node_name}: {}", p.message))
     }
 
     /// Removes the run's files. Only what the run could have made: its run directories under

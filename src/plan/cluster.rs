@@ -555,26 +555,31 @@ fn node_statuses(
                     ..unknown
                 };
             };
-            EscNodeStatus {
-                name: n.name.clone(),
-                role: match status.role {
-                    HaRole::Master => NodeRole::Master,
-                    HaRole::Backup => NodeRole::Backup,
-                    HaRole::Standalone => NodeRole::Standalone,
-                    HaRole::Unknown => NodeRole::Unknown,
-                },
-                reachable: true,
-                services: services_state(status),
-                stopped_services: status
-                    .services
-                    .iter()
-                    .filter(|s| s.state == ServiceRunState::Stopped)
-                    .map(|s| s.name.clone())
-                    .collect(),
-                esc_version: status.esc_version.as_ref().map(ToString::to_string),
-            }
+            node_status(&n.name, status)
         })
         .collect()
+}
+
+/// A node that answered `status --v`, as status shows it (fail closed: see [`services_state`]).
+pub fn node_status(name: &str, status: &NodeStatus) -> EscNodeStatus {
+    EscNodeStatus {
+        name: name.to_owned(),
+        role: match status.role {
+            HaRole::Master => NodeRole::Master,
+            HaRole::Backup => NodeRole::Backup,
+            HaRole::Standalone => NodeRole::Standalone,
+            HaRole::Unknown => NodeRole::Unknown,
+        },
+        reachable: true,
+        services: services_state(status),
+        stopped_services: status
+            .services
+            .iter()
+            .filter(|s| s.state == ServiceRunState::Stopped)
+            .map(|s| s.name.clone())
+            .collect(),
+        esc_version: status.esc_version.as_ref().map(ToString::to_string),
+    }
 }
 
 /// Fail closed: `Running` and `Stopped` come only from the domain's own positive-evidence

@@ -331,7 +331,9 @@ pub fn step_plan(
         steps.push(PlannedStep {
             step: RestoreStep::StopStandby,
             nodes: one(s),
-            action: format!("escadm stop on the BACKUP {s}; status --v shows every service stopped"),
+            action: format!(
+                "escadm stop on the BACKUP {s}; status --v shows every service stopped"
+            ),
         });
     }
     steps.push(PlannedStep {
@@ -432,15 +434,13 @@ impl Planner<'_, '_> {
     }
 
     fn topology(&self) -> Topology {
-        self.input
-            .cluster
-            .as_ref()
-            .map(|c| c.topology)
-            .unwrap_or(if self.planned_node(RestoreStep::StopStandby).is_some() {
+        self.input.cluster.as_ref().map(|c| c.topology).unwrap_or(
+            if self.planned_node(RestoreStep::StopStandby).is_some() {
                 Topology::Ha
             } else {
                 Topology::Standalone
-            })
+            },
+        )
     }
 
     /// The node `step` acts on, as the preflight fixed it.
@@ -643,7 +643,10 @@ impl Planner<'_, '_> {
             if !n.reachable {
                 return Err(Problem::new(
                     "NodeUnreachable",
-                    format!("node {} did not answer over SSH; every node must be reachable", n.name),
+                    format!(
+                        "node {} did not answer over SSH; every node must be reachable",
+                        n.name
+                    ),
                 ));
             }
             if n.services != ServicesState::Running {
@@ -812,7 +815,10 @@ impl Planner<'_, '_> {
 
     fn stage_action(&mut self, name: String) {
         let Some(node) = self.master() else {
-            return self.fail(Problem::new("NodeUnknown", "the plan names no restore node"));
+            return self.fail(Problem::new(
+                "NodeUnknown",
+                "the plan names no restore node",
+            ));
         };
         self.status.run.mover_job = Some(name.clone());
         self.action = Some(RestoreAction::Stage {
@@ -960,7 +966,9 @@ impl Planner<'_, '_> {
                 _ => self.action = Some(RestoreAction::CheckNodes),
             },
             Some(Observed::Recorded(result)) => match result {
-                Ok(()) => self.next("escadm restore succeeded; recorded in the nodes' restore history"),
+                Ok(()) => {
+                    self.next("escadm restore succeeded; recorded in the nodes' restore history")
+                }
                 // Asked again on the requeue (the finished run is polled, then recorded).
                 Err(_) if self.step_age() < RECORD_WAIT => {
                     self.requeue = Some(Duration::from_secs(5));
@@ -1192,9 +1200,7 @@ impl Planner<'_, '_> {
 
     fn cleanup_action(&mut self) {
         let failing = self.status.run.failure.is_some();
-        let stop_job = failing
-            .then(|| self.status.run.mover_job.clone())
-            .flatten();
+        let stop_job = failing.then(|| self.status.run.mover_job.clone()).flatten();
         if failing && self.status.run.node_files.is_empty() && stop_job.is_none() {
             self.end_step(StepState::Succeeded, "nothing to remove");
             return self.finish_failure();
@@ -1415,9 +1421,7 @@ impl Planner<'_, '_> {
             RestoreStep::Restore => format!("escadm restore on {master}"),
             RestoreStep::RestartMaster => format!("{recovering}escadm restart on {master}"),
             RestoreStep::RestartStandby => format!("{recovering}escadm restart on {standby}"),
-            RestoreStep::ExitMaintenance => {
-                "both nodes run; releasing maintenance mode".to_owned()
-            }
+            RestoreStep::ExitMaintenance => "both nodes run; releasing maintenance mode".to_owned(),
             RestoreStep::Cleanup => "removing the run's temporary files from the nodes".to_owned(),
             RestoreStep::Verify => "recording the final roles, services and mode".to_owned(),
         })
@@ -1439,16 +1443,23 @@ impl Planner<'_, '_> {
         if self.status.run.failure.is_some() {
             // Failing again while recovering: no more restarts; clean up and report.
             self.close_window();
-            if step == Some(RestoreStep::Cleanup) || self.status.run.phase != Some(RunPhase::Running)
+            if step == Some(RestoreStep::Cleanup)
+                || self.status.run.phase != Some(RunPhase::Running)
             {
                 let f = self.status.run.failure.clone().expect("failing");
                 return self.finish_failed(Problem::new(f.reason, f.message));
             }
-            self.status.run.failure.as_mut().expect("failing").message.push_str(&format!(
-                "; then {}: {}",
-                step.map(|s| format!("{s:?}")).unwrap_or_default(),
-                problem.message
-            ));
+            self.status
+                .run
+                .failure
+                .as_mut()
+                .expect("failing")
+                .message
+                .push_str(&format!(
+                    "; then {}: {}",
+                    step.map(|s| format!("{s:?}")).unwrap_or_default(),
+                    problem.message
+                ));
             // Mark the restarts as owed no longer.
             self.status.run.failure.as_mut().expect("failing").step =
                 step.map(|s| format!("{s:?}")).unwrap_or_default();

@@ -28,10 +28,11 @@ use tracing::{Instrument, info_span};
 use self::job::{MoverJobInput, job_view, mover_job};
 use self::request::{RequestInput, Roles, mover_request, sink};
 use super::context::Context;
+use super::jobs;
 use super::metrics::{BackupOutcome, ClusterLabels};
 use super::readable;
-use super::jobs;
 use super::remote::Remote;
+use super::runs::RunRef;
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
 };
@@ -243,7 +244,7 @@ fn stored_status(backup: &EscBackup, ctx: &Context) -> EscBackupStatus {
 }
 
 /// The EscCluster as the plan sees it.
-fn cluster_view(cluster: &EscCluster, backup: &str) -> ClusterView {
+pub(crate) fn cluster_view(cluster: &EscCluster, kind: HolderKind, run: &str) -> ClusterView {
     let status = cluster.status.clone().unwrap_or_default();
     let ready = conditions::find(&status.conditions, READY);
     let degraded = conditions::find(&status.conditions, DEGRADED)
@@ -280,7 +281,7 @@ fn cluster_view(cluster: &EscCluster, backup: &str) -> ClusterView {
         lists_this_holder: status
             .maintenance_holders
             .iter()
-            .any(|h| h.kind == HolderKind::EscBackup && h.name == backup),
+            .any(|h| h.kind == kind && h.name == run),
         in_maintenance: status.op_mode == Some(OpMode::Maintenance),
         maintenance_message: conditions::find(&status.conditions, MAINTENANCE)
             .map(|c| c.message.clone())
@@ -288,32 +289,19 @@ fn cluster_view(cluster: &EscCluster, backup: &str) -> ClusterView {
     }
 }
 
-/// How many runs on the same cluster go before `backup`: running ones, then pending ones
-/// created earlier (name breaks a tie).
+/// How many runs on the same cluster (backups and restores) go before `backup`.
 fn queue_position(ctx: &Context, backup: &EscBackup) -> u32 {
-    let namespace = backup.namespace();
-    let key = |b: &EscBackup| {
-        (
-            b.meta().creation_timestamp.clone().map(|t| t.0),
-            b.name_any(),
-        )
-    };
-    let mine = key(backup);
-    ctx.runs
-        .backups()
-        .into_iter()
-        .filter(|b| b.namespace() == namespace && b.name_any() != backup.name_any())
-        .filter(|b| b.spec.cluster_ref.name == backup.spec.cluster_ref.name)
-        .filter(|b| b.meta().deletion_timestamp.is_none())
-        .filter(|b| {
-            let status = b.status.clone().unwrap_or_default();
-            match status.phase {
-                Some(RunPhase::Running) => true,
-                None | Some(RunPhase::Pending) => key(b) < mine,
-                Some(RunPhase::Succeeded | RunPhase::Failed) => false,
-            }
-        })
-        .count() as u32
+    ctx.runs.queue_position(&RunRef {
+        kind: HolderKind::EscBackup,
+        namespace: backup.namespace().unwrap_or_default(),
+        name: backup.name_any(),
+        cluster: backup.spec.cluster_ref.name.clone(),
+        created: backup.meta().creation_timestamp.clone().map(|t| t.0),
+        phase: backup.status.as_ref().and_then(|s| s.phase),
+        deleting: backup.meta().deletion_timestamp.is_some(),
+        holds: false,
+        ipt_check: None,
+    })
 }
 
 /// Plan, store, act, until the plan waits.
@@ -334,7 +322,9 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
             object: object(backup),
             message: format!("reading EscCluster {}: {e}", backup.spec.cluster_ref.name),
         })?;
-    let view = cluster.as_ref().map(|c| cluster_view(c, &name));
+    let view = cluster
+        .as_ref()
+        .map(|c| cluster_view(c, HolderKind::EscBackup, &name));
     // The Secrets are checked where the preflight needs them; later steps read them as used.
     let needs_secrets = matches!(
         current_step(&previous),

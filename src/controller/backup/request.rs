@@ -95,6 +95,18 @@ pub struct RequestInput<'a> {
     pub template: &'a MoverTemplate,
 }
 
+/// How a mover logs in to the cluster's nodes: the cluster's user, its Secrets as mounted.
+pub fn mover_ssh(cluster: &EscCluster) -> MoverSsh {
+    let connect: std::time::Duration = cluster.spec.ssh.connect_timeout.into();
+    MoverSsh {
+        user: cluster.spec.ssh.user.clone(),
+        credentials_dir: ESC_CREDENTIALS_DIR.into(),
+        known_hosts_file: Path::new(ESC_KNOWN_HOSTS_DIR).join("known_hosts"),
+        connect_timeout_seconds: connect.as_secs().max(1),
+        sudo: cluster.spec.ssh.sudo,
+    }
+}
+
 /// The mover's request.
 pub fn mover_request(input: &RequestInput<'_>) -> Result<MoverRequest, Problem> {
     let RequestInput {
@@ -181,7 +193,6 @@ pub fn mover_request(input: &RequestInput<'_>) -> Result<MoverRequest, Problem> 
             role: NodeRole::Backup,
         });
     }
-    let connect: std::time::Duration = cluster.spec.ssh.connect_timeout.into();
     Ok(MoverRequest {
         version: REQUEST_VERSION,
         manifest: Manifest {
@@ -196,13 +207,7 @@ pub fn mover_request(input: &RequestInput<'_>) -> Result<MoverRequest, Problem> 
             finished_at: created_at.clone(),
             members: Vec::new(),
         },
-        ssh: MoverSsh {
-            user: cluster.spec.ssh.user.clone(),
-            credentials_dir: ESC_CREDENTIALS_DIR.into(),
-            known_hosts_file: Path::new(ESC_KNOWN_HOSTS_DIR).join("known_hosts"),
-            connect_timeout_seconds: connect.as_secs().max(1),
-            sudo: cluster.spec.ssh.sudo,
-        },
+        ssh: mover_ssh(cluster),
         members,
         sink: sink(spec, namespace, backup, template)?,
         progress_interval_seconds: 5,

@@ -28,26 +28,25 @@ pub struct TargetAccess {
 /// The Secrets the mover mounts.
 pub fn mover_secrets(cluster: &EscCluster, target: &BackupTarget) -> MoverSecrets {
     let ssh = &cluster.spec.ssh;
-    let (target_credentials, target_known_hosts, target_ca) =
-        match (&target.s3, &target.scp) {
-            (Some(s3), _) => (
-                s3.connection
-                    .credentials_secret_ref
-                    .as_ref()
-                    .map(|r| r.name.clone()),
-                None,
-                s3.connection
-                    .ca_bundle_secret_ref
-                    .as_ref()
-                    .map(|r| r.name.clone()),
-            ),
-            (None, Some(scp)) => (
-                Some(scp.credentials_secret_ref.name.clone()),
-                Some(scp.known_hosts_secret_ref.name.clone()),
-                None,
-            ),
-            (None, None) => (None, None, None),
-        };
+    let (target_credentials, target_known_hosts, target_ca) = match (&target.s3, &target.scp) {
+        (Some(s3), _) => (
+            s3.connection
+                .credentials_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone()),
+            None,
+            s3.connection
+                .ca_bundle_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone()),
+        ),
+        (None, Some(scp)) => (
+            Some(scp.credentials_secret_ref.name.clone()),
+            Some(scp.known_hosts_secret_ref.name.clone()),
+            None,
+        ),
+        (None, None) => (None, None, None),
+    };
     MoverSecrets {
         esc_credentials: ssh.credentials_secret_ref.name.clone(),
         esc_known_hosts: ssh.known_hosts_secret_ref.name.clone(),

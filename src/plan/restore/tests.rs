@@ -124,9 +124,13 @@ impl World {
     fn stop(&mut self, name: &str) {
         let was_master = self.node(name).role == NodeRole::Master && self.node(name).running;
         self.node(name).running = false;
-        if was_master && let Some(p) = self.peer(name) && self.nodes[p].running {
+        if was_master
+            && let Some(p) = self.peer(name)
+            && self.nodes[p].running
+        {
             self.nodes[p].role = NodeRole::Master;
-            self.journal.push(format!("failover to {}", self.nodes[p].name));
+            self.journal
+                .push(format!("failover to {}", self.nodes[p].name));
         }
     }
 
@@ -354,7 +358,12 @@ impl Run {
 fn an_ha_restore_stops_backup_before_master_and_restarts_master_first() {
     let mut run = Run::new(Topology::Ha);
     run.drive();
-    assert_eq!(run.status.run.phase, Some(RunPhase::Succeeded), "{:#?}", run.status);
+    assert_eq!(
+        run.status.run.phase,
+        Some(RunPhase::Succeeded),
+        "{:#?}",
+        run.status
+    );
     assert_eq!(
         run.commands(),
         vec![
@@ -374,7 +383,15 @@ fn an_ha_restore_stops_backup_before_master_and_restarts_master_first() {
     assert_eq!(fin.nodes[1].role, NodeRole::Backup);
     let names: Vec<_> = run.status.run.steps.iter().map(|s| s.name).collect();
     assert_eq!(names, ORDER.to_vec());
-    assert!(run.status.run.maintenance.as_ref().unwrap().ended_at.is_some());
+    assert!(
+        run.status
+            .run
+            .maintenance
+            .as_ref()
+            .unwrap()
+            .ended_at
+            .is_some()
+    );
     assert!(!run.world.journal.iter().any(|e| e.starts_with("failover")));
     assert_eq!(
         run.status.origin,
@@ -458,7 +475,9 @@ fn refusals_before_anything_changes() {
             r.world.artifact_version = "5.10.1.2".into()
         }),
         ("ChecksumMismatch", |r| r.world.stored_sha = "2".repeat(64)),
-        ("VersionUnknown", |r| r.world.artifact_version = "five".into()),
+        ("VersionUnknown", |r| {
+            r.world.artifact_version = "five".into()
+        }),
         ("InsufficientSpace", |r| r.world.free = 1 << 20),
         ("RestoreHistoryUnreadable", |r| {
             r.world.history = Err(Problem::new("ParseError", "line 3 not understood"))
@@ -487,7 +506,14 @@ fn refusals_before_anything_changes() {
             run.commands()
         );
         assert!(run.reasons().contains(&reason), "{reason}: an Event");
-        assert!(run.status.run.message.as_ref().unwrap().contains("Nothing on ESC was changed"));
+        assert!(
+            run.status
+                .run
+                .message
+                .as_ref()
+                .unwrap()
+                .contains("Nothing on ESC was changed")
+        );
     }
 }
 
@@ -514,7 +540,11 @@ fn the_same_artifact_under_another_name_is_a_repeat_and_allow_repeat_opts_in() {
     run.drive();
     let failure = run.status.run.failure.clone().unwrap();
     assert_eq!(failure.reason, "AlreadyRestored");
-    assert!(failure.message.contains("spec.allowRepeat: true"), "{}", failure.message);
+    assert!(
+        failure.message.contains("spec.allowRepeat: true"),
+        "{}",
+        failure.message
+    );
 
     let mut run = Run::new(Topology::Ha);
     run.world.history = Ok(vec![record]);
@@ -544,7 +574,14 @@ fn a_dry_run_reports_the_plan_and_changes_nothing() {
     assert_eq!(plan[4], (RestoreStep::StopMaster, "esc-a".to_owned()));
     assert_eq!(plan[6], (RestoreStep::RestartMaster, "esc-a".to_owned()));
     assert_eq!(plan[7], (RestoreStep::RestartStandby, "esc-b".to_owned()));
-    assert!(run.status.run.message.as_ref().unwrap().contains("StopStandby(esc-b) → StopMaster(esc-a)"));
+    assert!(
+        run.status
+            .run
+            .message
+            .as_ref()
+            .unwrap()
+            .contains("StopStandby(esc-b) → StopMaster(esc-a)")
+    );
 }
 
 #[test]
@@ -578,8 +615,15 @@ fn a_failed_restore_restarts_master_then_standby_and_reports_the_state() {
     );
     assert!(run.status.stopped_nodes.is_empty());
     let fin = run.status.final_state.clone().unwrap();
-    assert!(fin.nodes.iter().all(|n| n.services == ServicesState::Running));
-    assert!(!run.world.history.as_ref().unwrap().iter().any(|_| true), "not recorded");
+    assert!(
+        fin.nodes
+            .iter()
+            .all(|n| n.services == ServicesState::Running)
+    );
+    assert!(
+        !run.world.history.as_ref().unwrap().iter().any(|_| true),
+        "not recorded"
+    );
 }
 
 #[test]
@@ -611,7 +655,10 @@ fn a_failed_master_restart_does_not_start_the_standby_alone() {
     let mut run = Run::new(Topology::Ha);
     run.world.fault = Some(("restart", "esc-a".into()));
     run.drive();
-    assert_eq!(run.status.run.failure.as_ref().unwrap().step, "RestartMaster");
+    assert_eq!(
+        run.status.run.failure.as_ref().unwrap().step,
+        "RestartMaster"
+    );
     assert!(!run.commands().contains(&"restart esc-b".to_owned()));
     assert_eq!(run.status.stopped_nodes, vec!["esc-b", "esc-a"]);
 }
@@ -663,8 +710,15 @@ fn unknown_probe_output_never_counts_as_stopped() {
             None => run.clock += p.requeue.map_or(1, |d| d.as_secs() as i64),
         }
     }
-    assert_eq!(run.status.run.failure.as_ref().unwrap().reason, "StopNotVerified");
-    assert!(!run.commands().contains(&"stop esc-a".to_owned()), "{:?}", run.commands());
+    assert_eq!(
+        run.status.run.failure.as_ref().unwrap().reason,
+        "StopNotVerified"
+    );
+    assert!(
+        !run.commands().contains(&"stop esc-a".to_owned()),
+        "{:?}",
+        run.commands()
+    );
 }
 
 #[test]
@@ -702,7 +756,11 @@ fn deleting_cancels_before_the_first_stop_and_not_after() {
     }
     run.deleting = true;
     run.drive();
-    assert_eq!(run.status.run.phase, Some(RunPhase::Succeeded), "runs to its end");
+    assert_eq!(
+        run.status.run.phase,
+        Some(RunPhase::Succeeded),
+        "runs to its end"
+    );
     assert!(!cancellable(&run.status));
 }
 
@@ -729,21 +787,36 @@ fn a_restart_of_the_operator_after_any_step_repeats_no_command() {
             None => run.clock += 1,
         }
     }
-    assert_eq!(run.status.run.phase, Some(RunPhase::Succeeded), "{:#?}", run.status);
+    assert_eq!(
+        run.status.run.phase,
+        Some(RunPhase::Succeeded),
+        "{:#?}",
+        run.status
+    );
     let mut seen = std::collections::HashSet::new();
     for c in &run.world.journal {
         if c.starts_with("stop") || c.starts_with("restore") || c.starts_with("restart") {
-            assert!(seen.insert(c.clone()), "{c} ran twice: {:?}", run.world.journal);
+            assert!(
+                seen.insert(c.clone()),
+                "{c} ran twice: {:?}",
+                run.world.journal
+            );
         }
     }
 }
 
 #[test]
 fn names_are_stable_and_short() {
-    assert_eq!(run_name(UID, RestoreStep::StopStandby), "esc-restore-9a8b7c6d5e4f-stop-standby");
+    assert_eq!(
+        run_name(UID, RestoreStep::StopStandby),
+        "esc-restore-9a8b7c6d5e4f-stop-standby"
+    );
     assert_eq!(
         staged_path("/var/tmp/esc-operator/", UID),
         "/var/tmp/esc-operator/esc-restore-9a8b7c6d5e4f-stage/esc-db.tar.bz2"
     );
-    assert_eq!(stage_job_name(&"r".repeat(80), UID), format!("{}-stage-9a8b7", "r".repeat(40)));
+    assert_eq!(
+        stage_job_name(&"r".repeat(80), UID),
+        format!("{}-stage-9a8b7", "r".repeat(40))
+    );
 }

@@ -19,7 +19,8 @@
 //! touched: they are the controller's to remove.
 //!
 //! Owns: the run and the mapping of every failure to a step and a stable reason. Imports the
-//! rest of the mover and the ESC driver ([`EscNode`]).
+//! rest of the mover (the steps, signal and progress lines shared with the restore's staging
+//! run are in `mover::steps`) and the ESC driver ([`EscNode`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -44,60 +45,7 @@ use crate::mover::request::{MemberSource, MoverRequest, SinkSpec};
 use crate::mover::sink::s3::{self, S3Access, S3Upload};
 use crate::mover::sink::sftp::{self, SftpUpload, SshAccess, ssh_error};
 use crate::mover::sink::{SinkError, StoreAccess, StoredObject};
-
-/// The step the run is in, announced on stdout as it begins.
-struct Steps(std::sync::Mutex<MoverStep>);
-
-impl Steps {
-    fn new() -> Self {
-        Steps(std::sync::Mutex::new(MoverStep::ReadRequest))
-    }
-
-    fn enter(&self, step: MoverStep) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = step;
-        ProgressLine::Step { step }.print();
-    }
-
-    fn current(&self) -> MoverStep {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Completes when the process is asked to stop (the Job deleted, its deadline reached): the
-/// kubelet sends SIGTERM and waits the grace period before SIGKILL.
-async fn terminated() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => std::future::pending().await,
-    }
-}
-
-/// A failed step: what the report says.
-#[derive(Debug)]
-struct StepError {
-    step: MoverStep,
-    error: SinkError,
-}
-
-impl StepError {
-    fn at(step: MoverStep) -> impl FnOnce(SinkError) -> StepError {
-        move |error| StepError { step, error }
-    }
-}
-
-fn driver_error(e: &DriverError) -> SinkError {
-    match e {
-        DriverError::Ssh(ssh) => ssh_error(ssh),
-        other => SinkError::new(other.reason(), other.to_string()),
-    }
-}
+use crate::mover::steps::{StepError, Steps, driver_error, progress_lines, terminated};
 
 /// Runs the transfer and returns its report (also when it failed).
 pub async fn run(request: &MoverRequest) -> MoverReport {
@@ -495,25 +443,6 @@ async fn inspect_and_transfer(
     }
     .print();
     Ok((summary, manifest.members, started.elapsed().as_secs_f64()))
-}
-
-async fn progress_lines(count: Arc<AtomicU64>, total: u64, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.tick().await;
-    let mut last = (Instant::now(), 0u64);
-    loop {
-        ticks.tick().await;
-        let now = Instant::now();
-        let bytes = count.load(Ordering::Relaxed);
-        let rate = (bytes - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
-        last = (now, bytes);
-        ProgressLine::Progress {
-            bytes,
-            total_bytes: total,
-            bytes_per_second: rate,
-        }
-        .print();
-    }
 }
 
 /// Why the archive could not be written.

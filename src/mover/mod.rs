@@ -59,6 +59,8 @@ pub mod manifest;
 pub mod report;
 pub mod request;
 pub mod sink;
+pub mod stage;
+mod steps;
 mod tar;
 
 pub use archive::{

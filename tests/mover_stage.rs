@@ -499,13 +499,16 @@ async fn stage_from_s3(kind: S3Kind) -> Result<()> {
     let artifact = bed.artifact((3 << 20) + 4321, Fill::Random(11)).await?;
     let key = "esc/prod/backup-1.tar";
     put_artifact(&s3, key, &artifact).await?;
-    for mode in ["WhenSupported", "WhenRequired"] {
+    // The second run as a cluster with `spec.ssh.sudo` (the node's `sudo` runs the command as
+    // the caller): the directory, the write, the checks and the rename all go through it.
+    for (mode, sudo) in [("WhenSupported", false), ("WhenRequired", true)] {
         let staged = bed.staged_path()?;
-        let request = bed.request(
+        let mut request = bed.request(
             bed.s3_store(&s3, key, mode)?,
             &artifact.sha256_hex(),
             &staged,
         );
+        request["ssh"]["sudo"] = sudo.into();
         let run = run_stage(&request, bed.dir.path()).await?;
         check_staged(&run, &artifact, &staged, &format!("{kind} {mode}"))?;
         ensure!(

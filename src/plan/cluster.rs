@@ -236,7 +236,7 @@ pub fn plan(input: &ClusterInput<'_>) -> ClusterPlan {
     };
     // The operator owns the window while status lists holders: only then does it end one.
     let owned = !previous.maintenance_holders.is_empty();
-    let blocked = roles.blocker(&input.probes);
+    let blocked = roles.blocker(&input.probes, &nodes);
 
     if let Some(ActionOutcome::Done(ModeAction::Enter { .. })) = &input.outcome
         && probed == Some(OpMode::Operation)
@@ -667,18 +667,37 @@ impl RoleView {
     }
 
     /// Why no `op_mode set` may be sent now, if anything forbids it.
-    fn blocker(&self, probes: &Result<Vec<NodeProbe>, Problem>) -> Option<Problem> {
+    fn blocker(
+        &self,
+        probes: &Result<Vec<NodeProbe>, Problem>,
+        nodes: &[EscNodeStatus],
+    ) -> Option<Problem> {
         if let Some(p) = &self.role_problem {
             return Some(p.clone());
         }
         if let Err(p) = probes {
             return Some(p.clone());
         }
-        if self.mode_node.is_none() {
+        let Some(mode_node) = &self.mode_node else {
             return Some(Problem::new(
                 "MasterUnknown",
                 "the node that holds the operation mode (the MASTER) is not known: it is \
                  unreachable or reports no role",
+            ));
+        };
+        // escadm refuses `op_mode set` while services are stopped (a restore, a migration, a
+        // person at work): wait for them rather than send a command that cannot succeed.
+        // Fail closed: only positive evidence of running services unblocks.
+        if let Some(n) = nodes.iter().find(|n| &n.name == mode_node)
+            && n.services != ServicesState::Running
+        {
+            return Some(Problem::new(
+                "ServicesNotRunning",
+                format!(
+                    "ESC services on {mode_node} show {:?}: the operation mode can change only \
+                     while they run",
+                    n.services
+                ),
             ));
         }
         None

@@ -611,3 +611,37 @@ fn a_backup_that_opens_the_window_brings_its_own_ipt_check() {
         );
     }
 }
+
+#[test]
+fn no_mode_change_is_sent_while_the_masters_services_are_stopped_or_not_understood() {
+    // A restore left ESC stopped in maintenance (onFailure LeaveStopped): escadm would refuse
+    // `op_mode set`, so the operator waits, and says why.
+    let mut w = World::new(Topology::Ha);
+    w.annotation = Some("true");
+    w.reconcile(ha_operation(), 0);
+    w.annotation = Some("false");
+    let stopped = vec![
+        answered_text("esc-a", &status_text("MASTER", false), "MAINTENANCE"),
+        answered_text("esc-b", &status_text("BACKUP", false), "MAINTENANCE"),
+    ];
+    let p = plan(&w.input(Ok(stopped), 30));
+    assert_eq!(p.action, None);
+    let c = conditions::find(&p.status.conditions, MAINTENANCE).unwrap();
+    assert_eq!(c.reason, "Blocked", "{c:?}");
+    assert!(c.message.contains("can change only while they run"), "{c:?}");
+    // Output that is not understood is not "running" either.
+    let garbled = vec![
+        answered_text("esc-a", "ESC status=0 ESC MASTER Healthy\nsomething new\n", "MAINTENANCE"),
+        answered("esc-b", "BACKUP", "MAINTENANCE"),
+    ];
+    let p = plan(&w.input(Ok(garbled), 31));
+    assert_eq!(p.action, None, "{:?}", p.status.nodes);
+    // Running again: back to operation.
+    let p = plan(&w.input(Ok(ha_maintenance()), 32));
+    assert_eq!(
+        p.action,
+        Some(ModeAction::Exit {
+            node: "esc-a".into()
+        })
+    );
+}

@@ -327,6 +327,135 @@ mod tests {
         assert_eq!(parse_sidecar(&[0xff, 0xfe]), None);
     }
 
+    /// `prefix`, then `fill` without end; counts what it served.
+    struct Endless {
+        prefix: Vec<u8>,
+        fill: u8,
+        served: u64,
+    }
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            let at = this.served as usize;
+            let n = if at < this.prefix.len() {
+                let n = buf.remaining().min(this.prefix.len() - at);
+                buf.put_slice(&this.prefix[at..at + n]);
+                n
+            } else {
+                let n = buf.remaining();
+                buf.put_slice(&vec![this.fill; n]);
+                n
+            };
+            this.served += n as u64;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A PAX extended header block with `records`, padded to whole blocks.
+    fn pax_header(records: &[(&str, &str)]) -> Vec<u8> {
+        use crate::mover::tar::{BLOCK, entry_headers, padding};
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let body = format!(" {key}={value}\n");
+            let mut len = body.len() + 1;
+            while body.len() + len.to_string().len() != len {
+                len = body.len() + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len}{body}").as_bytes());
+        }
+        // A regular file's header turned into an extended header's: type 'x', checksum again.
+        let mut header = entry_headers("PaxHeaders/manifest.json", data.len() as u64, 0);
+        header[156] = b'x';
+        header[148..156].fill(b' ');
+        let sum: u32 = header[..BLOCK].iter().map(|&b| u32::from(b)).sum();
+        header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        header.extend_from_slice(&data);
+        header.resize(header.len() + padding(data.len() as u64), 0);
+        header
+    }
+
+    #[tokio::test]
+    async fn a_head_read_stays_within_its_bound() {
+        use crate::mover::manifest::{MANIFEST_PATH, MAX_MANIFEST_BYTES};
+        use crate::mover::tar::entry_headers;
+
+        // The largest manifest a reader accepts, that is no manifest: read to its end, no further.
+        let mut source = Endless {
+            prefix: entry_headers(MANIFEST_PATH, MAX_MANIFEST_BYTES, 0),
+            fill: b' ',
+            served: 0,
+        };
+        let err = parse_head(&mut source, "s3://b/k").await.unwrap_err();
+        assert_eq!(err.reason, "ManifestUnreadable", "{err:?}");
+        assert!(source.served <= MAX_HEAD_BYTES, "{}", source.served);
+        assert!(err.message.starts_with("s3://b/k: "), "{}", err.message);
+
+        // One byte more than a manifest may have: refused at the header.
+        let mut source = Endless {
+            prefix: entry_headers(MANIFEST_PATH, MAX_MANIFEST_BYTES + 1, 0),
+            fill: b' ',
+            served: 0,
+        };
+        let err = parse_head(&mut source, "s3://b/k").await.unwrap_err();
+        assert_eq!(err.reason, "ManifestUnreadable", "{err:?}");
+        assert!(source.served <= MAX_HEAD_BYTES, "{}", source.served);
+
+        // A long extended header before the largest manifest: together more than the bound,
+        // which stops the read (the header alone is within the archive reader's limits).
+        let mut prefix = pax_header(&[
+            ("comment", &"x".repeat(60 << 10)),
+            ("size", &MAX_MANIFEST_BYTES.to_string()),
+        ]);
+        prefix.extend_from_slice(&entry_headers(MANIFEST_PATH, 0, 0));
+        let mut source = Endless {
+            prefix,
+            fill: b' ',
+            served: 0,
+        };
+        let err = parse_head(&mut source, "s3://b/k").await.unwrap_err();
+        assert_eq!(err.reason, "ArtifactMalformed", "{err:?}");
+        assert!(source.served <= MAX_HEAD_BYTES, "{}", source.served);
+
+        // Not a tar archive at all; and an archive that ends inside its manifest.
+        let mut source = Endless {
+            prefix: Vec::new(),
+            fill: 0x5a,
+            served: 0,
+        };
+        let err = parse_head(&mut source, "s3://b/k").await.unwrap_err();
+        assert_eq!(err.reason, "ArtifactMalformed", "{err:?}");
+        assert!(source.served <= MAX_HEAD_BYTES, "{}", source.served);
+        let mut cut = entry_headers(MANIFEST_PATH, 1000, 0);
+        cut.extend_from_slice(b"{\"formatVersion\": 1");
+        let err = parse_head(cut.as_slice(), "sftp://u@h:22/a.tar")
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, "ArtifactMalformed", "{err:?}");
+        assert!(err.message.contains("truncated"), "{}", err.message);
+
+        // The store's own failure while reading keeps its reason.
+        struct Failing;
+        impl AsyncRead for Failing {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &mut ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Err(std::io::Error::other(SinkError::new(
+                    "S3Unreachable",
+                    "reading s3://b/k: connection reset",
+                ))))
+            }
+        }
+        let err = parse_head(Failing, "s3://b/k").await.unwrap_err();
+        assert_eq!(err.reason, "S3Unreachable", "{err:?}");
+    }
+
     #[test]
     fn secret_files_lose_trailing_newlines_only() {
         let dir = tempfile::tempdir().unwrap();

@@ -131,10 +131,15 @@ async fn run_steps(request: &StageRequest, steps: &Steps) -> Result<MoverReport,
         }),
     };
     if let Err(e) = &outcome {
-        if let Err(also) = remove_staged(&node, &staged).await {
-            tracing::warn!(path = %staged, reason = also.reason, message = %also.message, "could not remove the staged file");
+        match remove_staged(&node, &staged).await {
+            Ok(()) => {
+                tracing::info!(path = %staged, reason = e.error.reason, "staged file removed after the failure")
+            }
+            // Best effort: the controller's clean-up removes the run's directory anyway.
+            Err(also) => {
+                tracing::warn!(path = %staged, reason = also.reason, message = %also.message, "could not remove the staged file")
+            }
         }
-        tracing::info!(path = %staged, reason = e.error.reason, "staged file removed after the failure");
     }
     node.close().await;
     outcome

@@ -213,14 +213,8 @@ async fn stage(
 
     steps.enter(MoverStep::Verify);
     let uri = request.store.uri();
-    if sha256 != expected || bytes != total {
-        return Err(StepError::at(MoverStep::Verify)(SinkError::new(
-            "ChecksumMismatch",
-            format!(
-                "{uri}: the {bytes} bytes read have SHA-256 {sha256}, the restore expects {expected} (the store reports {total} bytes); the artifact was changed or is not the backup's"
-            ),
-        )));
-    }
+    check_artifact(&uri, bytes, sha256, total, expected)
+        .map_err(StepError::at(MoverStep::Verify))?;
     let on_node = node.sha256(staged).await;
     let size = node.file_size(staged).await;
     let (on_node, size) = match (on_node, size) {
@@ -231,15 +225,8 @@ async fn stage(
             return Err(StepError::at(MoverStep::Verify)(e));
         }
     };
-    if on_node != db.sha256 || size != db.size {
-        return Err(StepError::at(MoverStep::Verify)(SinkError::new(
-            "StagedChecksumMismatch",
-            format!(
-                "{staged} on node {} holds {size} bytes with SHA-256 {on_node}, the artifact's database member has {} bytes with {}; the node's disk lost or changed data",
-                request.node.name, db.size, db.sha256
-            ),
-        )));
-    }
+    check_staged(staged, &request.node.name, size, on_node, &db)
+        .map_err(StepError::at(MoverStep::Verify))?;
     tracing::info!(%uri, path = %staged, size, sha256 = %on_node, artifact_bytes = bytes, seconds, "database staged");
     Ok(MoverReport::Staged {
         staged_path: staged.to_string(),
@@ -253,6 +240,47 @@ async fn stage(
         seconds,
         bytes_per_second: bytes as f64 / seconds.max(1e-9),
     })
+}
+
+/// The whole artifact as read (`bytes` with `sha256`, of the `total` the store reported) is
+/// the one the restore expects: only then does the staged member come from that backup.
+fn check_artifact(
+    uri: &str,
+    bytes: u64,
+    sha256: Sha256Digest,
+    total: u64,
+    expected: Sha256Digest,
+) -> Result<(), SinkError> {
+    if sha256 == expected && bytes == total {
+        return Ok(());
+    }
+    Err(SinkError::new(
+        "ChecksumMismatch",
+        format!(
+            "{uri}: the {bytes} bytes read have SHA-256 {sha256}, the restore expects {expected} (the store reports {total} bytes); the artifact was changed or is not the backup's"
+        ),
+    ))
+}
+
+/// The staged file, as the node reports it (`stat`, `sha256sum` after the write), is the
+/// manifest's database member.
+fn check_staged(
+    staged: &RemotePath,
+    node: &str,
+    size: u64,
+    on_node: Sha256Digest,
+    db: &Member,
+) -> Result<(), SinkError> {
+    if on_node == db.sha256 && size == db.size {
+        return Ok(());
+    }
+    Err(SinkError::new(
+        "StagedChecksumMismatch",
+        format!(
+            "{staged} on node {node} holds {size} bytes with SHA-256 {on_node}, the artifact's database member has {} bytes with {}; the node's disk lost or changed data",
+            db.size, db.sha256
+        ),
+    ))
 }
 
 /// `mkdir -p` of the staged file's directory (through `sudo` when the request says so: the
@@ -365,5 +393,39 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashed<R> {
         this.bytes += new.len() as u64;
         this.count.fetch_add(new.len() as u64, Ordering::Relaxed);
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mover::manifest::MemberKind;
+
+    #[test]
+    fn the_artifact_must_be_the_expected_one_whole() {
+        let d = Sha256Digest([7; 32]);
+        let other = Sha256Digest([8; 32]);
+        assert!(check_artifact("s3://b/k", 10, d, 10, d).is_ok());
+        for (bytes, sha, total) in [(10, other, 10), (9, d, 10), (10, d, 11)] {
+            let err = check_artifact("s3://b/k", bytes, sha, total, d).unwrap_err();
+            assert_eq!(err.reason, "ChecksumMismatch");
+            assert!(err.message.contains(&d.to_string()), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn the_staged_file_must_be_the_member() {
+        let path = RemotePath::new("/var/tmp/r/db.tar.bz2").unwrap();
+        let db = Member::new(MemberKind::Database, "esc", &path, 5, Sha256Digest([1; 32])).unwrap();
+        assert!(check_staged(&path, "esc", 5, Sha256Digest([1; 32]), &db).is_ok());
+        for (size, sha) in [(5, Sha256Digest([2; 32])), (4, Sha256Digest([1; 32]))] {
+            let err = check_staged(&path, "esc", size, sha, &db).unwrap_err();
+            assert_eq!(err.reason, "StagedChecksumMismatch");
+            assert!(
+                err.message.contains("/var/tmp/r/db.tar.bz2 on node esc"),
+                "{}",
+                err.message
+            );
+        }
     }
 }

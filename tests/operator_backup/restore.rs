@@ -280,7 +280,10 @@ async fn an_ha_restore_from_a_backup_runs_in_the_manuals_order_once_and_a_recrea
     assert!(restore_succeeded(&s), "{}", failure_reason(&s));
     assert_eq!(master.database()?, taken);
     assert_eq!(f.changes_since(mark)?, HA_ORDER);
-    let series = format!("esc_restore_total{{namespace=\"{}\",name=\"esc\"}}", f.ns.name());
+    let series = format!(
+        "esc_restore_total{{namespace=\"{}\",name=\"esc\"}}",
+        f.ns.name()
+    );
     let restores = f.operator.metric(&series).await?;
     // back, the refused re-creation, the dry run, again.
     assert_eq!(restores, Some(4.0), "{series}");

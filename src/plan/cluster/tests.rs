@@ -628,10 +628,17 @@ fn no_mode_change_is_sent_while_the_masters_services_are_stopped_or_not_understo
     assert_eq!(p.action, None);
     let c = conditions::find(&p.status.conditions, MAINTENANCE).unwrap();
     assert_eq!(c.reason, "Blocked", "{c:?}");
-    assert!(c.message.contains("can change only while they run"), "{c:?}");
+    assert!(
+        c.message.contains("can change only while they run"),
+        "{c:?}"
+    );
     // Output that is not understood is not "running" either.
     let garbled = vec![
-        answered_text("esc-a", "ESC status=0 ESC MASTER Healthy\nsomething new\n", "MAINTENANCE"),
+        answered_text(
+            "esc-a",
+            "ESC status=0 ESC MASTER Healthy\nsomething new\n",
+            "MAINTENANCE",
+        ),
         answered("esc-b", "BACKUP", "MAINTENANCE"),
     ];
     let p = plan(&w.input(Ok(garbled), 31));

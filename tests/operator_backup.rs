@@ -98,6 +98,7 @@ impl Fixture {
             dir.path(),
             &[&run_dir, &state_dir],
             &template,
+            &[],
         )?;
         let mut f = Fixture {
             ns,
@@ -124,6 +125,11 @@ impl Fixture {
 
     /// SIGKILLs the operator and starts another one named `name` (same settings), ready.
     async fn replace_operator(&mut self, name: &str) -> Result<()> {
+        self.replace_operator_with(name, &[]).await
+    }
+
+    /// SIGKILLs the operator and starts another one named `name` with `extra` flags, ready.
+    async fn replace_operator_with(&mut self, name: &str, extra: &[&str]) -> Result<()> {
         self.operator.kill();
         let mut next = start_operator(
             &self.kubeconfig,
@@ -132,6 +138,7 @@ impl Fixture {
             self.dir.path(),
             &[&self.run_dir, &self.state_dir],
             &self.template,
+            extra,
         )?;
         next.wait_ready(Duration::from_secs(60)).await?;
         self.operator = next;
@@ -364,8 +371,9 @@ fn start_operator(
     dir: &Path,
     [run_dir, state_dir]: &[&Path; 2],
     template: &Path,
+    extra: &[&str],
 ) -> Result<Operator> {
-    let args = [
+    let mut args = vec![
         format!("--namespaces={ns}"),
         format!("--lease-namespace={ns}"),
         "--lease-duration=6s".to_owned(),
@@ -374,6 +382,7 @@ fn start_operator(
         format!("--state-directory={}", state_dir.display()),
         format!("--mover-template={}", template.display()),
     ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Operator::start(Path::new(BIN), kubeconfig, name, &args, dir)
 }
@@ -588,7 +597,7 @@ async fn ha_backups_over_sftp_and_to_s3_collect_both_logs_standby_first_and_can_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -> Result<()> {
-    let f = Fixture::start("bk-fail", SimSpec::standalone()).await?;
+    let mut f = Fixture::start("bk-fail", SimSpec::standalone()).await?;
     let s3 = S3Server::start(S3Kind::Minio).await?;
     s3.create_bucket(BUCKET).await?;
 
@@ -654,6 +663,25 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     );
     assert!(failure.message.contains("no-such-bucket"), "{failure:?}");
     assert_eq!(f.journal_words()?.len(), before);
+
+    // Less room on the master than the operator asks for: the preflight says so (with what
+    // `df` reported), ESC is not touched.
+    f.replace_operator_with("op-roomy", &["--min-node-free-space-mib=1000000000"])
+        .await?;
+    let target = f
+        .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+        .await?;
+    f.create_backup("no-room", target, |_| {}).await?;
+    let s = f.wait_backup("no-room", "Failed", BACKUP, failed).await?;
+    let failure = s.failure.clone().context("no failure")?;
+    assert_eq!(
+        (failure.step.as_str(), failure.reason.as_str()),
+        ("Preflight", "InsufficientSpace"),
+        "{failure:?}"
+    );
+    assert!(failure.message.contains("bytes free"), "{failure:?}");
+    assert_eq!(f.journal_words()?.len(), before);
+    f.replace_operator("op-again").await?;
 
     // The bucket goes while the master's logs are collected (after the window): the mover
     // fails with the store's reason, and nothing is left on the nodes.

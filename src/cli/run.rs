@@ -62,6 +62,9 @@ pub(super) struct RunArgs {
     /// through sudo with spec.ssh.sudo).
     #[arg(long, default_value = "/var/lib/esc-operator")]
     state_directory: String,
+    /// A backup does not start on a master with less free space under --run-directory (MiB).
+    #[arg(long, default_value_t = 1024)]
+    min_node_free_space_mib: u64,
     /// A YAML file: how mover pods run (image, resources, nodeSelector, tolerations,
     /// priorityClassName, hostNetwork, activeDeadlineSeconds, ttlSecondsAfterFinished).
     #[arg(long, env = "MOVER_TEMPLATE")]
@@ -111,6 +114,7 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
             max_concurrent_reconciles: args.max_concurrent_reconciles,
             run_directory: args.run_directory,
             state_directory: args.state_directory,
+            min_node_free_bytes: args.min_node_free_space_mib.saturating_mul(1 << 20),
             mover,
             operator_image: args.operator_image.filter(|i| !i.trim().is_empty()),
         },

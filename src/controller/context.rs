@@ -30,6 +30,9 @@ pub struct ControllerOptions {
     pub max_concurrent_reconciles: u16,
     /// The directory on the ESC nodes where backup and restore runs keep their files.
     pub run_directory: String,
+    /// A backup does not start on a master with less free space than this under the run
+    /// directory (`escadm backup` and `log collect` write there).
+    pub min_node_free_bytes: u64,
     /// The directory on the ESC nodes that keeps what must outlive runs (the restore history).
     pub state_directory: String,
     /// How mover pods run.
@@ -47,6 +50,7 @@ impl Default for ControllerOptions {
             max_concurrent_reconciles: 32,
             run_directory: "/var/tmp/esc-operator".to_owned(),
             state_directory: "/var/lib/esc-operator".to_owned(),
+            min_node_free_bytes: 1 << 30,
             mover: MoverTemplate::default(),
             operator_image: None,
         }

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::esc::parse::ParseError;
-use crate::esc::remote::{CommandLine, RemotePath, shell_quote};
+use crate::esc::remote::{CommandLine, PathError, RemotePath, shell_quote};
 
 /// The history file's name inside the operator's state directory on a node. The node's name is
 /// part of it: nodes that share a filesystem (a lab, the simulator) keep separate histories.

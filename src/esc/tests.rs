@@ -284,6 +284,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("detached", include_str!("detached.rs")),
     ("driver", include_str!("driver.rs")),
     ("escadm", include_str!("escadm.rs")),
+    ("history", include_str!("history.rs")),
     ("known_hosts", include_str!("known_hosts.rs")),
     ("mod", include_str!("mod.rs")),
     ("parse", include_str!("parse.rs")),

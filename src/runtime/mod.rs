@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod leader;
+pub mod memory;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -146,12 +147,14 @@ pub async fn run(config: OperatorConfig) -> Result<(), RuntimeError> {
     .boxed()
     .shared();
     let ready = health.clone();
+    let trimmer = memory::spawn_trimmer(memory::TRIM_EVERY);
     crate::controller::run(ctx, &config.scope, stop_signal, move || {
         tracing::info!("caches synced; ready");
         ready.set_ready(true);
     })
     .await;
     tracing::info!("controllers stopped");
+    trimmer.abort();
 
     if let Some(e) = election {
         e.release().await;

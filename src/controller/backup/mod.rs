@@ -333,7 +333,15 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
     let queue = queue_position(ctx, backup);
     // Only when it is this run's turn: a queued run would write a probe at every look.
     let secrets = match (&cluster, needs_secrets && queue == 0) {
-        (Some(cluster), true) => check_secrets(ctx, cluster, backup).await,
+        (Some(cluster), true) => {
+            preflight_checks(
+                ctx,
+                cluster,
+                backup,
+                view.as_ref().and_then(|v| v.master.as_deref()),
+            )
+            .await
+        }
         _ => Ok(()),
     };
     let mut observed = None;
@@ -428,18 +436,35 @@ fn record_outcome(ctx: &Context, backup: &EscBackup, status: &EscBackupStatus) {
 }
 
 /// Every Secret the run needs exists with its keys (the cluster's SSH Secrets and the
-/// target's), and the target takes a file where the artifact will go.
-async fn check_secrets(
+/// target's), the target takes a file where the artifact will go, and the master has room for
+/// the database backup under the run directory.
+async fn preflight_checks(
     ctx: &Context,
     cluster: &EscCluster,
     backup: &EscBackup,
+    master: Option<&str>,
 ) -> Result<(), Problem> {
     let namespace = backup.namespace().unwrap_or_default();
     ctx.secrets
         .load(&ctx.client, &namespace, &cluster.spec.ssh)
         .await?;
     // Reachable and writable, before anything is asked of ESC.
-    target::probe(&load_target(ctx, backup).await?).await
+    target::probe(&load_target(ctx, backup).await?).await?;
+    if let Some(master) = master {
+        let free = Remote::new(ctx, Some(cluster)).free_space(master).await?;
+        let needed = ctx.options.min_node_free_bytes;
+        if free < needed {
+            return Err(Problem::new(
+                "InsufficientSpace",
+                format!(
+                    "{master} has {free} bytes free under {}, less than the {needed} a backup \
+                     run needs there (--min-node-free-space-mib): free space on the node",
+                    ctx.options.run_directory
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The backup's target and its credentials, read from its Secrets.

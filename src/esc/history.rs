@@ -19,10 +19,7 @@ use crate::esc::remote::{CommandLine, PathError, RemotePath, shell_quote};
 
 /// The history file's name inside the operator's state directory on a node. The node's name is
 /// part of it: nodes that share a filesystem (a lab, the simulator) keep separate histories.
-pub fn history_file(
-    state_dir: &RemotePath,
-    node: &str,
-) -> Result<RemotePath, crate::esc::PathError> {
+pub fn history_file(state_dir: &RemotePath, node: &str) -> Result<RemotePath, PathError> {
     RemotePath::new(format!(
         "{}/restore-history-{}.jsonl",
         state_dir.as_str().trim_end_matches('/'),

@@ -10,6 +10,7 @@ use esc_operator::plan::restore::current_step as restore_step;
 use kube::api::DeleteParams;
 
 use super::*;
+use anyhow::ensure;
 
 /// A whole restore: staging Job, two stops, restore, two restarts.
 const RESTORE: Duration = Duration::from_secs(150);
@@ -536,6 +537,71 @@ async fn an_operator_killed_after_every_step_completes_the_restore_without_repea
     assert_eq!(f.failovers()?, 0);
     assert_eq!(f.sim.node("esc-a").database()?, taken);
     assert!(killed_in.len() >= 6, "killed in {killed_in:?}");
+    s3.stop()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_restore_cancels_it_before_the_first_stop_and_waits_for_its_end_after()
+-> Result<()> {
+    let f = Fixture::start("rs-delete", SimSpec::ha()).await?;
+    let s3 = S3Server::start(S3Kind::Minio).await?;
+    s3.create_bucket(BUCKET).await?;
+    let source = f.backup_to(&s3, "nightly").await?;
+    let master = f.sim.node("esc-a");
+
+    // Transactions in flight: the run waits in EnterMaintenance (ipt_check). Deleted there, it
+    // cancels: nothing stopped, the staged file removed, the object released.
+    master.set_in_flight(2, None)?;
+    let mark = f.journal_words()?.len();
+    f.create_restore("early", source.clone(), |_| {}).await?;
+    f.wait_restore("early", "in EnterMaintenance", RESTORE, |s| {
+        restore_step(s) == Some(RestoreStep::EnterMaintenance)
+    })
+    .await?;
+    f.delete_restore("early").await?;
+    assert!(
+        !f.changes_since(mark)?.iter().any(|w| w.ends_with(":stop")),
+        "{:?}",
+        f.changes_since(mark)?
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    master.set_in_flight(0, None)?;
+
+    // Deleted once the standby is being stopped: the finalizer holds the object until the
+    // cluster is back, and the run completes in order.
+    f.sim
+        .node("esc-b")
+        .fault_once("stop", FaultKind::Hang { seconds: 3.0 })?;
+    let mark = f.journal_words()?.len();
+    f.create_restore("late", source, |s| s.allow_repeat = true)
+        .await?;
+    f.wait_restore("late", "in StopStandby", RESTORE, |s| {
+        restore_step(s) == Some(RestoreStep::StopStandby)
+    })
+    .await?;
+    f.restores()
+        .delete("late", &DeleteParams::default())
+        .await?;
+    // Held while the run goes on; released only once it ended.
+    let deadline = Instant::now() + RESTORE;
+    let mut last = None;
+    while let Some(r) = f.restores().get_opt("late").await? {
+        last = r.status;
+        ensure!(Instant::now() < deadline, "not released: {last:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen: Vec<RestoreStep> = last
+        .map(|s| s.run.steps.iter().map(|st| st.name).collect())
+        .unwrap_or_default();
+    assert!(
+        seen.contains(&RestoreStep::Restore),
+        "deleted mid-run, seen {seen:?}"
+    );
+    assert_eq!(f.changes_since(mark)?, HA_ORDER);
+    for n in f.sim.nodes() {
+        assert!(n.state()?.all_running(), "{} runs again", n.name());
+    }
     s3.stop()?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 mod check_access;
 mod crd;
 mod mover;
+mod plugin;
 mod run;
 
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ enum Command {
     CheckAccess(check_access::CheckAccessArgs),
     /// The data mover a backup Job runs (not for interactive use).
     Mover(mover::MoverArgs),
+    /// `kubectl esc`: status, maintenance, backup and restore from kubectl (also run when
+    /// this binary is installed or linked as `kubectl-esc`).
+    #[command(name = "kubectl-esc")]
+    KubectlEsc(plugin::PluginArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps its result to the exit status.
@@ -50,6 +55,16 @@ pub fn main() -> ExitCode {
     // rustls refuses to pick when more than one provider is linked.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
+    // Installed as `kubectl-esc`, kubectl runs it for `kubectl esc ...`.
+    let invoked_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if invoked_as.starts_with("kubectl-esc") {
+        let cli = plugin::PluginCli::parse();
+        return exit_status(plugin::run(cli.args));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         // The mover writes its own report as the termination message and exits 0 or 1.
@@ -61,7 +76,12 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::CheckAccess(args) => check_access::check_access(args),
+        Command::KubectlEsc(args) => plugin::run(args),
     };
+    exit_status(result)
+}
+
+fn exit_status(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -49,3 +49,30 @@ fn the_crd_command_prints_every_kind() {
     }
     assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 3);
 }
+
+/// The chart ships the same CRDs (Helm installs them from its `crds/`).
+#[test]
+fn the_charts_crds_are_the_generated_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let list = |dir: &Path| {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        files.sort();
+        files
+    };
+    let (crds, chart) = (root.join("crds"), root.join("charts/esc-operator/crds"));
+    assert_eq!(
+        list(&crds),
+        list(&chart),
+        "charts/esc-operator/crds/ differs from crds/"
+    );
+    for file in list(&crds) {
+        assert!(
+            std::fs::read(crds.join(&file)).unwrap() == std::fs::read(chart.join(&file)).unwrap(),
+            "charts/esc-operator/crds/{} is stale: run `cargo run -- crd --out-dir charts/esc-operator/crds`",
+            file.to_string_lossy()
+        );
+    }
+}

@@ -42,13 +42,14 @@ async fn the_main_job_backs_up_and_restores_and_its_report_holds() -> Result<()>
                 exit: 0,
                 ..
             } => {
-                let word = match (command.as_str(), args.first().map(String::as_str)) {
-                    ("op_mode", Some("set")) if args.iter().any(|a| a.contains("maintenance")) => {
+                // The simulator journals escadm's subcommand and the whole argument list.
+                let word = match command.as_str() {
+                    "op_mode set" if args.iter().any(|a| a.contains("maintenance")) => {
                         "set-maintenance"
                     }
-                    ("op_mode", Some("set")) => "set-operation",
-                    ("log", _) => "log-collect",
-                    ("backup" | "stop" | "restore" | "restart", _) => command.as_str(),
+                    "op_mode set" => "set-operation",
+                    "log collect" => "log-collect",
+                    "backup" | "stop" | "restore" | "restart" => command.as_str(),
                     _ => return None,
                 };
                 Some(format!("{}:{word}", e.node))

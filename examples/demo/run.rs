@@ -526,22 +526,32 @@ fn cluster_line(c: &EscCluster) -> String {
 }
 
 fn bar(bytes: i64, total: Option<i64>, rate: Option<i64>) -> String {
-    let mib = |b: i64| b as f64 / (1 << 20) as f64;
     let rate = rate
-        .map(|r| format!(" at {:.1} MiB/s", mib(r)))
+        .map(|r| format!(" at {}/s", human(r)))
         .unwrap_or_default();
     match total.filter(|t| *t > 0) {
         Some(t) => {
-            let done = ((bytes.min(t) * 30) / t) as usize;
+            let done = ((bytes.clamp(0, t) * 30) / t) as usize;
             format!(
-                "[{}{}] {:.1}/{:.1} MiB{rate}",
+                "[{}{}] {} of {}{rate}",
                 "#".repeat(done),
                 "-".repeat(30 - done),
-                mib(bytes),
-                mib(t)
+                human(bytes),
+                human(t)
             )
         }
-        None => format!("{:.1} MiB{rate}", mib(bytes)),
+        None => format!("{}{rate}", human(bytes)),
+    }
+}
+
+fn human(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b < 1024.0 {
+        format!("{b} B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
     }
 }
 

@@ -9,4 +9,6 @@
 pub mod backup;
 pub mod cluster;
 pub mod conditions;
+pub mod cron;
 pub mod report;
+pub mod schedule;

@@ -34,6 +34,8 @@ pub struct ControllerOptions {
     pub mover: MoverTemplate,
     /// The image the operator runs from (the mover's default image).
     pub operator_image: Option<String>,
+    /// TESTING ONLY: schedules read "now" from this file (RFC 3339) instead of the system clock.
+    pub clock_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ControllerOptions {
@@ -46,6 +48,7 @@ impl Default for ControllerOptions {
             run_directory: "/var/tmp/esc-operator".to_owned(),
             mover: MoverTemplate::default(),
             operator_image: None,
+            clock_file: None,
         }
     }
 }

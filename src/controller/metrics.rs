@@ -98,6 +98,8 @@ pub struct Metrics {
     backup_bytes: Family<ClusterLabels, Gauge>,
     backup_last_success: Family<ClusterLabels, Gauge>,
     backup_maintenance: ClusterHistogram,
+    /// The EscBackupSchedules' series.
+    pub schedules: super::schedule::metrics::ScheduleMetrics,
 }
 
 impl Metrics {
@@ -121,7 +123,9 @@ impl Metrics {
             backup_bytes: Family::default(),
             backup_last_success: Family::default(),
             backup_maintenance: Family::new_with_constructor(window_buckets),
+            schedules: Default::default(),
         };
+        m.schedules.register(registry);
         registry.register(
             "esc_backup",
             "EscBackup runs finished, per cluster",

@@ -11,6 +11,7 @@ pub mod context;
 pub mod metrics;
 pub mod nodes;
 pub mod runs;
+pub mod schedule;
 pub mod secrets;
 pub mod ssh_pool;
 
@@ -277,6 +278,17 @@ pub async fn run(
             .run(backup::reconcile, backup::error_policy, ctx.clone())
             .for_each(log_event);
         controllers.push(backup_controller.boxed());
+    }
+    // The schedules: their own watch of EscBackups, only the labelled runs.
+    for (schedules, runs) in scope
+        .apis::<DeserializeGuard<crate::api::EscBackupSchedule>>(&ctx.client)
+        .into_iter()
+        .zip(scope.apis::<DeserializeGuard<EscBackup>>(&ctx.client))
+    {
+        let (controller, synced) =
+            schedule::controller(ctx.clone(), schedules, runs, shutdown.clone());
+        controllers.push(controller);
+        ready.push(synced);
     }
     let sync = async move {
         join_all(ready).await;

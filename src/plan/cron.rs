@@ -221,14 +221,23 @@ impl Cron {
     /// The first scheduled instant strictly after `after`, reading the schedule in `tz`; `None`
     /// when it never fires (such as `0 0 30 2 *`).
     pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-        // A day early: a wall time of the day before can map to an instant after `after` only
-        // through a gap or fold, but looking costs nothing.
-        let mut date = tz.to_datetime(after).date().yesterday().ok()?;
+        // Wall times map to instants in order (a gap to its end, a fold to its first
+        // occurrence), and `after`'s own wall time maps to `after` or, in the second occurrence
+        // of a fold, earlier: so no wall time up to it can map to a later instant, and those
+        // are passed over without a tz lookup.
+        let earliest = tz.to_datetime(after);
+        let mut date = earliest.date();
         for _ in 0..HORIZON_DAYS {
             if self.day_matches(date) {
                 for hour in (0..24).filter(|h| self.hours & (1 << h) != 0) {
+                    if date.at(hour as i8, 59, 59, 0) <= earliest {
+                        continue;
+                    }
                     for minute in (0..60).filter(|m| self.minutes & (1 << m) != 0) {
                         let wall = date.at(hour as i8, minute as i8, 0, 0);
+                        if wall <= earliest {
+                            continue;
+                        }
                         let Some(at) = instant_of(wall, tz) else {
                             continue;
                         };
@@ -239,6 +248,44 @@ impl Cron {
                 }
             }
             date = date.tomorrow().ok()?;
+        }
+        None
+    }
+
+    /// The last scheduled instant at or before `until`; `None` when there is none within the
+    /// horizon.
+    pub fn last_at_or_before(&self, until: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+        // The mirror of `next_after`: a wall time after `until`'s own maps to an instant at or
+        // before it only inside a fold, and no zone's fold is longer than a day (26 hours is a
+        // margin).
+        let latest = tz
+            .to_datetime(until)
+            .checked_add(SignedDuration::from_hours(26))
+            .ok()?;
+        let mut date = latest.date();
+        for _ in 0..HORIZON_DAYS {
+            if self.day_matches(date) {
+                for hour in (0..24).rev().filter(|h| self.hours & (1 << h) != 0) {
+                    if date.at(hour as i8, 0, 0, 0) > latest {
+                        continue;
+                    }
+                    for minute in (0..60).rev().filter(|m| self.minutes & (1 << m) != 0) {
+                        let wall = date.at(hour as i8, minute as i8, 0, 0);
+                        if wall > latest {
+                            continue;
+                        }
+                        // Wall times map to instants in order, so the first one at or before
+                        // `until`, going back, is the last.
+                        let Some(at) = instant_of(wall, tz) else {
+                            continue;
+                        };
+                        if at <= until {
+                            return Some(at);
+                        }
+                    }
+                }
+            }
+            date = date.yesterday().ok()?;
         }
         None
     }

@@ -44,7 +44,7 @@ pub const SCHEDULED_TIME_ANNOTATION: &str = "escoperator.dev/scheduled-time";
 /// Failed runs kept when `failedHistoryLimit` is unset.
 pub const DEFAULT_FAILED_HISTORY_LIMIT: u32 = 3;
 /// Due times counted after an outage (beyond, the count says "at least").
-const MISSED_COUNT_LIMIT: usize = 100_000;
+const MISSED_COUNT_LIMIT: usize = 10_000;
 /// The longest sleep between looks: a host that slept, or a clock that jumped, is noticed.
 const MAX_REQUEUE: Duration = Duration::from_secs(15 * 60);
 
@@ -206,10 +206,18 @@ pub fn plan(input: &ScheduleInput) -> SchedulePlan {
         // A clock that went back does not move the cursor back: nothing runs twice.
         .unwrap_or(now);
     let due = cron.between(cursor, now, &tz, MISSED_COUNT_LIMIT);
+    // Counting stopped at the limit: the latest time due is found from `now` backwards.
+    let capped = due.len() == MISSED_COUNT_LIMIT;
+    let latest = match (capped, due.last()) {
+        (true, Some(&last)) => Some(cron.last_at_or_before(now, &tz).unwrap_or(last)),
+        (false, last) => last.copied(),
+        (true, None) => None,
+    };
     let mut considered = cursor;
-    if let Some(&latest) = due.last() {
+    if let Some(latest) = latest {
         considered = latest;
-        let earlier = (due.len() - 1) as u64;
+        let passed_over: &[Timestamp] = if capped { &due } else { &due[..due.len() - 1] };
+        let earlier = passed_over.len() as u64;
         let name = run_name(input.name, latest);
         if spec.suspend || was_suspended {
             // Suspended (or just resumed): times that came due meanwhile are passed over.
@@ -223,24 +231,19 @@ pub fn plan(input: &ScheduleInput) -> SchedulePlan {
         } else {
             if earlier > 0 {
                 plan.missed += earlier;
-                let more = if due.len() == MISSED_COUNT_LIMIT {
-                    "at least "
-                } else {
-                    ""
-                };
+                let more = if capped { "at least " } else { "" };
                 events.push(PlannedEvent::warning(
                     "MissedRuns",
                     format!(
-                        "{more}{earlier} scheduled run(s) from {} to {} were missed (the operator \
+                        "{more}{earlier} scheduled run(s) from {} on were missed (the operator \
                          was not running, or could not reconcile this schedule); only the latest, \
                          {}, is considered",
-                        show(due[0], &tz),
-                        show(due[due.len() - 2], &tz),
+                        show(passed_over[0], &tz),
                         show(latest, &tz)
                     ),
                 ));
                 status.last_skipped = Some(SkippedRun {
-                    scheduled_time: time(due[due.len() - 2]),
+                    scheduled_time: time(passed_over[passed_over.len() - 1]),
                     reason: "Missed".into(),
                     message: format!(
                         "{more}{earlier} scheduled run(s) missed while the operator was not running"

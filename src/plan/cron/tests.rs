@@ -267,3 +267,57 @@ fn between_lists_every_due_time_up_to_a_limit() {
     );
     assert_eq!(capped.len(), 5);
 }
+
+#[test]
+fn the_last_time_at_or_before_mirrors_the_next_one_across_both_transitions() {
+    let berlin = tz("Europe/Berlin");
+    let nightly = Cron::parse("30 2 * * *").unwrap();
+    // In the repeated hour, after the first 02:30: that first one is the last.
+    assert_eq!(
+        nightly
+            .last_at_or_before(ts("2026-10-25T01:45:00Z"), &berlin)
+            .unwrap()
+            .to_string(),
+        "2026-10-25T00:30:00Z"
+    );
+    assert_eq!(
+        nightly
+            .last_at_or_before(ts("2026-03-29T01:00:00Z"), &berlin)
+            .unwrap()
+            .to_string(),
+        "2026-03-29T01:00:00Z"
+    );
+    assert_eq!(
+        nightly
+            .last_at_or_before(ts("2026-03-29T00:59:00Z"), &berlin)
+            .unwrap()
+            .to_string(),
+        "2026-03-28T01:30:00Z"
+    );
+    assert_eq!(
+        Cron::parse("0 0 30 2 *")
+            .unwrap()
+            .last_at_or_before(ts("2026-03-29T00:59:00Z"), &berlin),
+        None
+    );
+    // Every 7 minutes across both transition days in two zones: last <= t < next, and nothing
+    // scheduled lies between them.
+    for (zone, from) in [
+        ("Europe/Berlin", "2026-03-28T22:00:00Z"),
+        ("Europe/Berlin", "2026-10-24T22:00:00Z"),
+        ("America/New_York", "2026-03-08T04:00:00Z"),
+        ("America/New_York", "2026-11-01T03:00:00Z"),
+    ] {
+        let zone = tz(zone);
+        let quarter = Cron::parse("*/15 * * * *").unwrap();
+        let mut t = ts(from);
+        for _ in 0..80 {
+            let last = quarter.last_at_or_before(t, &zone).unwrap();
+            let next = quarter.next_after(t, &zone).unwrap();
+            assert!(last <= t && t < next, "{t}: {last} {next}");
+            // Nothing scheduled between them: the next after the last is the next after t.
+            assert_eq!(quarter.next_after(last, &zone), Some(next), "{t}");
+            t = t.checked_add(SignedDuration::from_mins(7)).unwrap();
+        }
+    }
+}

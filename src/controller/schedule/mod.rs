@@ -253,7 +253,16 @@ async fn drive(schedule: &EscBackupSchedule, ctx: &Context) -> Result<Action, Er
     // The run first: its name makes a retry after a lost status write find it.
     let mut existed = false;
     if let Some(run) = &create {
-        existed = create_run(ctx, schedule, run).await?;
+        existed = match create_run(ctx, schedule, run).await {
+            Ok(existed) => existed,
+            Err(e) => {
+                // Retried with backoff; the cursor stays, so the time stays due (within the
+                // starting deadline).
+                ctx.publish(schedule, true, "RunNotCreated", &e.to_string(), "Schedule")
+                    .await;
+                return Err(e);
+            }
+        };
     }
     write_status(ctx, schedule, &previous, &status).await?;
     ctx.record_written(schedule, &status);

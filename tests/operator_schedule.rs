@@ -689,7 +689,14 @@ async fn daylight_saving_runs_once_both_ways_and_invalid_schedules_stall() -> Re
         time(&s, |s| s.last_schedule_time.as_ref()).as_deref(),
         Some("2026-10-25T00:30:00Z")
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing due: the operator looks at its clock every second and writes nothing.
+    let version = f.schedules().get("berlin").await?.metadata.resource_version;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        f.schedules().get("berlin").await?.metadata.resource_version,
+        version,
+        "the status was written while nothing changed"
+    );
     let runs = f.run_names().await?;
     assert_eq!(
         runs,

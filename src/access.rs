@@ -10,7 +10,7 @@ use std::fmt;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 
-use crate::api::{EscBackup, EscCluster, EscRestore};
+use crate::api::{EscBackup, EscBackupSchedule, EscCluster, EscRestore};
 
 /// What one kind's list returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,7 @@ pub async fn check_access(client: &Client, scope: &Scope) -> Result<Vec<KindList
         list::<EscCluster>(client, scope).await?,
         list::<EscBackup>(client, scope).await?,
         list::<EscRestore>(client, scope).await?,
+        list::<EscBackupSchedule>(client, scope).await?,
     ])
 }
 

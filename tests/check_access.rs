@@ -73,7 +73,7 @@ async fn check_access_names_the_missing_permission_then_lists_once_granted() {
         cluster,
         ns.name(),
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: esc-reader}\n\
-         rules:\n- apiGroups: [escoperator.dev]\n  resources: [escclusters, escbackups, escrestores]\n  verbs: [get, list, watch]\n\
+         rules:\n- apiGroups: [escoperator.dev]\n  resources: [escclusters, escbackups, escrestores, escbackupschedules]\n  verbs: [get, list, watch]\n\
          ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: esc-reader}\n\
          roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: esc-reader}\n\
          subjects:\n- {kind: ServiceAccount, name: esc-operator}\n",
@@ -99,6 +99,7 @@ async fn check_access_names_the_missing_permission_then_lists_once_granted() {
             ("escclusters.escoperator.dev".to_owned(), 1),
             ("escbackups.escoperator.dev".to_owned(), 0),
             ("escrestores.escoperator.dev".to_owned(), 0),
+            ("escbackupschedules.escoperator.dev".to_owned(), 0),
         ]
     );
     assert_eq!(listings[0].objects, vec![format!("{}/esc-prod", ns.name())]);

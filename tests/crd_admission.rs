@@ -88,6 +88,7 @@ async fn crds_install_and_become_established() {
         "escclusters.escoperator.dev",
         "escbackups.escoperator.dev",
         "escrestores.escoperator.dev",
+        "escbackupschedules.escoperator.dev",
     ] {
         let crd = api.get(name).await.expect(name);
         let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
@@ -102,7 +103,7 @@ async fn crds_install_and_become_established() {
             Some(&["esc".to_owned()][..])
         );
     }
-    assert_eq!(crd_files().len(), 3, "one generated file per kind in crds/");
+    assert_eq!(crd_files().len(), 4, "one generated file per kind in crds/");
 }
 
 #[tokio::test]
@@ -407,4 +408,69 @@ async fn rust_types_round_trip_through_the_server_schema() {
         err.to_string().contains("Unsupported value: \"PRIMARY\""),
         "{err}"
     );
+}
+
+/// Cron text the operator's parser takes is taken by the API server too (the CEL rules are no
+/// stricter than the parser), and what the server takes but the parser refuses is only what a
+/// regular expression cannot see (the operator then reports it as Stalled).
+#[tokio::test]
+async fn schedule_admission_agrees_with_the_operators_cron_parser() {
+    let cluster = cluster().await;
+    let ns = cluster.namespace("cron").await.unwrap();
+    let object = |name: &str, schedule: &str| {
+        serde_json::json!({
+            "apiVersion": "escoperator.dev/v1alpha1", "kind": "EscBackupSchedule",
+            "metadata": {"name": name},
+            "spec": {"clusterRef": {"name": "esc"}, "schedule": schedule, "timeZone": "America/Argentina/Buenos_Aires",
+                     "template": {"target": {"s3": {"bucket": "esc-backups", "endpoint": "https://minio.example:9000",
+                                                    "forcePathStyle": true, "credentialsSecretRef": {"name": "s3"}}}}}
+        })
+    };
+    let accepted = [
+        "30 2 * * *",
+        "*/15 0-6,18-23 1,15 JAN-MAR mon-fri",
+        "0 0 * * 7",
+        "  5 4 * * sun  ",
+        "0-30/10 */2 1-7 */3 1-5/2",
+        "@hourly",
+        "@daily",
+        "@midnight",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+        "@annually",
+    ];
+    for (i, schedule) in accepted.iter().enumerate() {
+        esc_operator::plan::cron::Cron::parse(schedule)
+            .unwrap_or_else(|e| panic!("the parser refuses {schedule:?}: {e}"));
+        apply(cluster, ns.name(), &object(&format!("ok-{i}"), schedule))
+            .await
+            .unwrap_or_else(|e| panic!("the API server refuses {schedule:?}: {e:#}"));
+    }
+    // Only the parser sees these: a range that goes backwards, a date that never comes.
+    for (i, schedule) in ["0 5-1 * * *", "0 0 30 2 *"].iter().enumerate() {
+        apply(
+            cluster,
+            ns.name(),
+            &object(&format!("semantic-{i}"), schedule),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the API server refuses {schedule:?}: {e:#}"));
+    }
+    assert!(esc_operator::plan::cron::Cron::parse("0 5-1 * * *").is_err());
+    for schedule in [
+        "60 * * * *",
+        "* * * *",
+        "@reboot",
+        "0 0 * * 8",
+        "5/15 * * * *",
+    ] {
+        assert!(
+            apply(cluster, ns.name(), &object("refused", schedule))
+                .await
+                .is_err(),
+            "the API server takes {schedule:?}"
+        );
+        assert!(esc_operator::plan::cron::Cron::parse(schedule).is_err());
+    }
 }

@@ -44,10 +44,15 @@ fn the_crd_command_prints_every_kind() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for kind in ["kind: EscCluster", "kind: EscBackup", "kind: EscRestore"] {
+    for kind in [
+        "kind: EscCluster",
+        "kind: EscBackup",
+        "kind: EscRestore",
+        "kind: EscBackupSchedule",
+    ] {
         assert!(text.contains(kind), "missing {kind}");
     }
-    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 3);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 4);
 }
 
 /// The chart ships the same CRDs (Helm installs them from its `crds/`).

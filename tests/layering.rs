@@ -125,6 +125,12 @@ const RULES: &[Rule] = &[
         why: "controllers do not depend on the process around them",
     },
     Rule {
+        layer: "plan/cron.rs",
+        forbidden: &["kube", "k8s_openapi", "crate::api", "crate::esc", "serde"],
+        why: "cron text and time zones in, instants out: no resource types, so the rules of \
+              time can be read and tested alone",
+    },
+    Rule {
         layer: "runtime",
         forbidden: &["crate::cli"],
         why: "nothing imports the command line",

@@ -337,6 +337,7 @@ async fn check_access_in_a_pod_is_refused_by_rbac_with_a_termination_message_the
                     "escclusters".into(),
                     "escbackups".into(),
                     "escrestores".into(),
+                    "escbackupschedules".into(),
                 ]),
                 verbs: vec!["get".into(), "list".into(), "watch".into()],
                 ..PolicyRule::default()

@@ -13,12 +13,14 @@ mod backup;
 mod cluster;
 mod common;
 mod restore;
+mod schedule;
 mod storage;
 
 pub use backup::*;
 pub use cluster::*;
 pub use common::*;
 pub use restore::*;
+pub use schedule::*;
 pub use storage::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -26,7 +28,12 @@ use kube::CustomResourceExt;
 
 /// The CRDs of every kind, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![EscCluster::crd(), EscBackup::crd(), EscRestore::crd()]
+    vec![
+        EscCluster::crd(),
+        EscBackup::crd(),
+        EscRestore::crd(),
+        EscBackupSchedule::crd(),
+    ]
 }
 
 /// CRDs as a multi-document YAML stream, each document preceded by `---` and a header that

@@ -72,10 +72,18 @@ pub(super) struct RunArgs {
     /// The image the operator runs from: the mover's image unless the template names one.
     #[arg(long, env = "ESC_OPERATOR_IMAGE")]
     operator_image: Option<String>,
+    /// TESTING ONLY (hidden): EscBackupSchedules read the current time from this file (one
+    /// RFC 3339 timestamp, re-read at every reconcile) instead of the system clock. No
+    /// environment variable sets it, so a deployment never picks it up by accident.
+    #[arg(long, hide = true)]
+    test_clock_file: Option<std::path::PathBuf>,
 }
 
 pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
     telemetry::init(args.log_format, &args.log_level)?;
+    if let Some(path) = &args.test_clock_file {
+        tracing::warn!(path = %path.display(), "TESTING ONLY: schedules read the time from a file, not the system clock");
+    }
     let namespaces: Vec<String> = args
         .namespaces
         .into_iter()
@@ -117,6 +125,7 @@ pub(super) fn run(args: RunArgs) -> Result<(), Failure> {
             min_node_free_bytes: args.min_node_free_space_mib.saturating_mul(1 << 20),
             mover,
             operator_image: args.operator_image.filter(|i| !i.trim().is_empty()),
+            clock_file: args.test_clock_file,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -39,6 +39,8 @@ pub struct ControllerOptions {
     pub mover: MoverTemplate,
     /// The image the operator runs from (the mover's default image).
     pub operator_image: Option<String>,
+    /// TESTING ONLY: schedules read "now" from this file (RFC 3339) instead of the system clock.
+    pub clock_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ControllerOptions {
@@ -53,6 +55,7 @@ impl Default for ControllerOptions {
             min_node_free_bytes: 1 << 30,
             mover: MoverTemplate::default(),
             operator_image: None,
+            clock_file: None,
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Metrics {
     restores: Family<ClusterLabels, Counter>,
     restore_failures: Family<RunFailureLabels, Counter>,
     restore_duration: ClusterHistogram,
+    /// The EscBackupSchedules' series.
+    pub schedules: super::schedule::metrics::ScheduleMetrics,
 }
 
 impl Metrics {
@@ -127,7 +129,9 @@ impl Metrics {
             restores: Family::default(),
             restore_failures: Family::default(),
             restore_duration: Family::new_with_constructor(backup_buckets),
+            schedules: Default::default(),
         };
+        m.schedules.register(registry);
         registry.register(
             "esc_backup",
             "EscBackup runs finished, per cluster",

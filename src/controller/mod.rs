@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod remote;
 pub mod restore;
 pub mod runs;
+pub mod schedule;
 pub mod secrets;
 pub mod ssh_pool;
 
@@ -359,6 +360,17 @@ pub async fn run(
             .run(restore::reconcile, restore::error_policy, ctx.clone())
             .for_each(log_event);
         controllers.push(restore_controller.boxed());
+    }
+    // The schedules: their own watch of EscBackups, only the labelled runs.
+    for (schedules, runs) in scope
+        .apis::<DeserializeGuard<crate::api::EscBackupSchedule>>(&ctx.client)
+        .into_iter()
+        .zip(scope.apis::<DeserializeGuard<EscBackup>>(&ctx.client))
+    {
+        let (controller, synced) =
+            schedule::controller(ctx.clone(), schedules, runs, shutdown.clone());
+        controllers.push(controller);
+        ready.push(synced);
     }
     let sync = async move {
         join_all(ready).await;

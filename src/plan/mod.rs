@@ -9,6 +9,8 @@
 pub mod backup;
 pub mod cluster;
 pub mod conditions;
+pub mod cron;
 pub mod report;
 pub mod restore;
 pub mod run;
+pub mod schedule;

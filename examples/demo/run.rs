@@ -578,7 +578,7 @@ pub fn render(report: &Report, kubeconfig: &Path) -> String {
     let check = |ok: bool| if ok { "ok" } else { "FAILED" };
     format!(
         "\n== esc-operator demo: report ==\n\
-         artifact      {uri}\n\
+         artifact      {uri} (bucket key {key})\n\
          size          {size} bytes\n\
          sha256        {sha} (re-read from MinIO: {s3check})\n\
          order         {order}: standby (esc-b) stopped before master (esc-a): {stop}\n\
@@ -588,6 +588,7 @@ pub fn render(report: &Report, kubeconfig: &Path) -> String {
          time          backup {b:.1} s, restore {r:.1} s, total {t:.1} s\n\
          kubeconfig    {kc}\n",
         uri = report.artifact_uri,
+        key = report.key,
         size = report.artifact_size,
         sha = report.artifact_sha256,
         s3check = check(report.sha256_from_s3 == report.artifact_sha256),

@@ -51,6 +51,21 @@ operator test binds to the operator it runs.
 - apiGroups: ["escoperator.dev"]
   resources: ["escclusters/status", "escbackups/status", "escrestores/status"]
   verbs: ["get", "patch"]
+# EscBackupSchedules: read and watched, status written with server-side apply; their runs
+# (EscBackups) created and, by retention, deleted. The finalizers subresource lets a run's
+# ownerReference block its schedule's deletion where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: ["escoperator.dev"]
+  resources: ["escbackupschedules"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["escoperator.dev"]
+  resources: ["escbackupschedules/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["escoperator.dev"]
+  resources: ["escbackupschedules/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["escoperator.dev"]
+  resources: ["escbackups"]
+  verbs: ["create", "delete"]
 # SSH credentials, known_hosts, S3 credentials and CA bundles named by the custom resources:
 # read and watched, never written.
 - apiGroups: [""]

@@ -9,6 +9,7 @@
 #      kube-controller-manager, kube-scheduler, kubelet, kubectl, containerd, runc, pause image)
 #   3. the operator image as an OCI archive     (tools/image/build.sh: release binary, buildah)
 #   4. the S3 servers, cached by version        (tools/s3/build.sh: minio, versitygw)
+#   5. Helm 3 and Helm 4, cached by version      (tools/helm/build.sh: the chart's tests)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -23,3 +24,4 @@ timed "$here/sshd/setup.sh"
 timed "$here/cluster/build.sh" all >/dev/null
 timed "$here/image/build.sh" >/dev/null
 timed "$here/s3/build.sh" >/dev/null
+timed "$here/helm/build.sh" >/dev/null

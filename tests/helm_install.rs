@@ -285,7 +285,7 @@ async fn lifecycle(major: HelmMajor) -> Result<()> {
         Ok(pods.list(&ListParams::default()).await?.items.is_empty())
     })
     .await?;
-    let left = left_over(cluster, &[ns.name(), watched.name()])?;
+    let left = left_over(cluster, RELEASE, &[ns.name(), watched.name()])?;
     assert!(left.is_empty(), "helm {major:?} uninstall left: {left:?}");
     for crd in CRDS {
         Api::<CustomResourceDefinition>::all(client.clone())
@@ -312,7 +312,7 @@ async fn lifecycle(major: HelmMajor) -> Result<()> {
 
 /// Objects in `namespaces` (other than what every namespace has) and cluster-scoped RBAC that
 /// name the release, after its uninstall.
-fn left_over(cluster: &TestCluster, namespaces: &[&str]) -> Result<Vec<String>> {
+fn left_over(cluster: &TestCluster, release: &str, namespaces: &[&str]) -> Result<Vec<String>> {
     let kinds = "deployments,replicasets,pods,services,configmaps,serviceaccounts,\
                  poddisruptionbudgets,roles,rolebindings,leases,jobs,secrets";
     let mut left = Vec::new();
@@ -336,7 +336,7 @@ fn left_over(cluster: &TestCluster, namespaces: &[&str]) -> Result<Vec<String>> 
         "get",
         "clusterroles,clusterrolebindings",
         "-l",
-        &format!("app.kubernetes.io/instance={RELEASE}"),
+        &format!("app.kubernetes.io/instance={release}"),
         "-o",
         "name",
     ]))?;
@@ -376,12 +376,34 @@ async fn can(
     Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
+/// (verb, API group, resource[/subresource], namespace or None for all namespaces)
+type Access<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// Fails unless `sa` may do each of `allowed` and none of `denied`.
+async fn expect_access(
+    sa: &kube::Client,
+    allowed: &[Access<'_>],
+    denied: &[Access<'_>],
+) -> Result<()> {
+    for (verb, group, resource, namespace) in allowed {
+        if !can(sa, verb, group, resource, *namespace).await? {
+            bail!("the chart's ServiceAccount may not {verb} {group}/{resource} in {namespace:?}");
+        }
+    }
+    for (verb, group, resource, namespace) in denied {
+        if can(sa, verb, group, resource, *namespace).await? {
+            bail!("the chart's ServiceAccount may {verb} {group}/{resource} in {namespace:?}");
+        }
+    }
+    Ok(())
+}
+
 /// What the chart's ServiceAccount may and may not do, asked as that ServiceAccount
 /// (impersonated) through SelfSubjectAccessReview on the real RBAC authorizer.
 async fn check_rbac(cluster: &TestCluster, ns: &str, watched: &str) -> Result<()> {
     let sa = cluster.impersonate_service_account(ns, "esc-operator")?;
     let w = Some(watched);
-    let allowed: &[(&str, &str, &str, Option<&str>)] = &[
+    let allowed: &[Access] = &[
         ("watch", "escoperator.dev", "escclusters", w),
         ("patch", "escoperator.dev", "escbackups/status", w),
         ("get", "", "secrets", w),
@@ -390,7 +412,7 @@ async fn check_rbac(cluster: &TestCluster, ns: &str, watched: &str) -> Result<()
         ("create", "events.k8s.io", "events", w),
         ("patch", "coordination.k8s.io", "leases", Some(ns)),
     ];
-    let denied: &[(&str, &str, &str, Option<&str>)] = &[
+    let denied: &[Access] = &[
         // Secrets: read in the watched namespace only, never written.
         ("get", "", "secrets", Some(ns)),
         ("get", "", "secrets", Some("kube-system")),
@@ -445,16 +467,7 @@ async fn check_rbac(cluster: &TestCluster, ns: &str, watched: &str) -> Result<()
         ("bind", "rbac.authorization.k8s.io", "clusterroles", None),
         ("escalate", "rbac.authorization.k8s.io", "roles", w),
     ];
-    for (verb, group, resource, namespace) in allowed {
-        if !can(&sa, verb, group, resource, *namespace).await? {
-            bail!("the chart's ServiceAccount may not {verb} {group}/{resource} in {namespace:?}");
-        }
-    }
-    for (verb, group, resource, namespace) in denied {
-        if can(&sa, verb, group, resource, *namespace).await? {
-            bail!("the chart's ServiceAccount may {verb} {group}/{resource} in {namespace:?}");
-        }
-    }
+    expect_access(&sa, allowed, denied).await?;
     // With watched namespaces, no cluster-wide binding names it; its RoleBindings are the
     // chart's two.
     let client = cluster.client();
@@ -767,5 +780,98 @@ async fn install_yaml_and_the_examples_apply_and_the_operator_becomes_ready() ->
             .kubectl()
             .args(["delete", "namespace", "esc-operator", "--wait=false"]),
     )?;
+    Ok(())
+}
+
+/// Watching every namespace (the chart's default): a ClusterRole lets the operator read Secrets
+/// and run mover Jobs anywhere, and still write nothing it must not — no Secret, no CRD, no
+/// Lease outside its namespace, no change to a Job or a custom resource's spec. Installed with
+/// no replica (an operator watching everything would reconcile the other tests' resources);
+/// uninstalled, it leaves no cluster-scoped RBAC behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_wide_rbac_reads_everywhere_and_writes_nothing_it_must_not() -> Result<()> {
+    const WIDE: &str = "esc-wide";
+    let cluster = TestCluster::shared();
+    let ns = cluster.namespace("helm-wide").await?;
+    let other = cluster.namespace("helm-wide-other").await?;
+    let helm = Helm::new(HelmMajor::V3)?;
+    let install = |verb: &str| -> Result<()> {
+        let mut cmd = helm.on(cluster);
+        match verb {
+            "install" => cmd.args(["install", WIDE]).arg(Helm::chart_dir()).args([
+                "-n",
+                ns.name(),
+                "--set",
+                "replicaCount=0",
+                "--wait",
+            ]),
+            _ => cmd.args(["uninstall", WIDE, "-n", ns.name(), "--wait"]),
+        };
+        Helm::run(&mut cmd).map(drop)
+    };
+    install("install")?;
+    let sa = cluster.impersonate_service_account(ns.name(), "esc-wide-esc-operator")?;
+    let o = Some(other.name());
+    let allowed: &[Access] = &[
+        ("get", "", "secrets", Some("kube-system")),
+        ("list", "", "secrets", None),
+        ("watch", "escoperator.dev", "escclusters", None),
+        ("create", "batch", "jobs", o),
+        ("delete", "batch", "jobs", o),
+        ("patch", "escoperator.dev", "escrestores/status", o),
+        ("patch", "coordination.k8s.io", "leases", Some(ns.name())),
+    ];
+    let denied: &[Access] = &[
+        ("create", "", "secrets", o),
+        ("patch", "", "secrets", Some("kube-system")),
+        ("delete", "", "secrets", None),
+        ("update", "batch", "jobs", o),
+        ("patch", "batch", "jobs", None),
+        ("create", "", "pods", o),
+        ("create", "", "pods/exec", o),
+        (
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+        ),
+        (
+            "patch",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+        ),
+        ("update", "escoperator.dev", "escclusters", o),
+        ("delete", "escoperator.dev", "escrestores", o),
+        ("create", "coordination.k8s.io", "leases", o),
+        (
+            "patch",
+            "coordination.k8s.io",
+            "leases",
+            Some("kube-system"),
+        ),
+        ("list", "coordination.k8s.io", "leases", None),
+        (
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None,
+        ),
+        (
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            None,
+        ),
+    ];
+    expect_access(&sa, allowed, denied).await?;
+    install("uninstall")?;
+    let left = left_over(cluster, WIDE, &[ns.name()])?;
+    assert!(left.is_empty(), "uninstall left: {left:?}");
+    // The ClusterRoleBinding is gone: the ServiceAccount reads no Secret anywhere now.
+    eventually("the grant revoked", Duration::from_secs(10), || async {
+        Ok(!can(&sa, "list", "", "secrets", None).await?)
+    })
+    .await?;
     Ok(())
 }

@@ -544,7 +544,7 @@ async fn dry_run_pod(client: &kube::Client, ns: &str, spec: &Value) -> Result<()
 /// PodSecurity warning; and the namespace does enforce (the hostNetwork variant is refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_charts_pods_pass_pod_security_restricted() -> Result<()> {
-    let cluster = TestCluster::shared();
+    let cluster = TestCluster::shared_control_plane();
     let ns = cluster
         .namespace_with_labels(
             "helm-restricted",
@@ -791,7 +791,7 @@ async fn install_yaml_and_the_examples_apply_and_the_operator_becomes_ready() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_wide_rbac_reads_everywhere_and_writes_nothing_it_must_not() -> Result<()> {
     const WIDE: &str = "esc-wide";
-    let cluster = TestCluster::shared();
+    let cluster = TestCluster::shared_control_plane();
     let ns = cluster.namespace("helm-wide").await?;
     let other = cluster.namespace("helm-wide-other").await?;
     let helm = Helm::new(HelmMajor::V3)?;
@@ -873,5 +873,68 @@ async fn cluster_wide_rbac_reads_everywhere_and_writes_nothing_it_must_not() -> 
         Ok(!can(&sa, "list", "", "secrets", None).await?)
     })
     .await?;
+    Ok(())
+}
+
+/// Applies `object` with `kubectl apply --server-side` in `ns`; the error carries kubectl's
+/// message.
+fn kubectl_apply(
+    cluster: &TestCluster,
+    ns: &str,
+    object: &Value,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let file = dir.join("object.json");
+    std::fs::write(&file, serde_json::to_vec(object)?)?;
+    Helm::run(
+        cluster
+            .kubectl()
+            .args(["apply", "--server-side", "-n", ns, "-f"])
+            .arg(&file),
+    )
+    .map(drop)
+}
+
+/// The chart's optional ServiceMonitor and PrometheusRule are valid objects of the Prometheus
+/// Operator's own CRDs (from its Go module, `tools/helm/monitoring-crds.sh`) on the real API
+/// server; the schema does check (a malformed scrape interval is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_monitor_and_alerts_fit_the_prometheus_operator_crds() -> Result<()> {
+    let cluster = TestCluster::shared_control_plane();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/helm/monitoring-crds.sh");
+    let out = Helm::run(std::process::Command::new("bash").arg(&script))?;
+    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    cluster
+        .install_crd_files(&[
+            dir.join("monitoring.coreos.com_servicemonitors.yaml"),
+            dir.join("monitoring.coreos.com_prometheusrules.yaml"),
+        ])
+        .await?;
+    let ns = cluster.namespace("helm-monitoring").await?;
+    let helm = Helm::new(HelmMajor::V4)?;
+    let docs = helm.template(
+        RELEASE,
+        ns.name(),
+        &[
+            "--set",
+            "serviceMonitor.enabled=true,prometheusRule.enabled=true",
+        ],
+    )?;
+    let monitor = one(&docs, "ServiceMonitor")?;
+    kubectl_apply(cluster, ns.name(), monitor, helm.home())?;
+    kubectl_apply(
+        cluster,
+        ns.name(),
+        one(&docs, "PrometheusRule")?,
+        helm.home(),
+    )?;
+    let mut bad = monitor.clone();
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["endpoints"][0]["interval"] = json!("30 seconds");
+    let refused = kubectl_apply(cluster, ns.name(), &bad, helm.home())
+        .err()
+        .context("a ServiceMonitor with interval '30 seconds' was accepted")?;
+    assert!(format!("{refused:#}").contains("interval"), "{refused:#}");
     Ok(())
 }

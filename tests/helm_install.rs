@@ -723,7 +723,12 @@ async fn install_yaml_and_the_examples_apply_and_the_operator_becomes_ready() ->
         "esccluster.escoperator.dev/",
         "escbackup.escoperator.dev/",
         "escrestore.escoperator.dev/",
-        "secret/",
+        // Every Secret a user creates: SSH key or password, known_hosts, S3 credentials, CA.
+        "secret/esc-ssh ",
+        "secret/esc-ssh-password ",
+        "secret/esc-known-hosts ",
+        "secret/esc-backup-s3 ",
+        "secret/esc-backup-s3-ca ",
     ] {
         assert!(applied.contains(kind), "no {kind} in:\n{applied}");
     }

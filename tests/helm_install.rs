@@ -37,10 +37,11 @@ use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "esc";
-const CRDS: [&str; 3] = [
+const CRDS: [&str; 4] = [
     "escclusters.escoperator.dev",
     "escbackups.escoperator.dev",
     "escrestores.escoperator.dev",
+    "escbackupschedules.escoperator.dev",
 ];
 
 /// The values the test bed needs (see the module header), as a values file.

@@ -407,6 +407,9 @@ async fn check_rbac(cluster: &TestCluster, ns: &str, watched: &str) -> Result<()
     let allowed: &[Access] = &[
         ("watch", "escoperator.dev", "escclusters", w),
         ("patch", "escoperator.dev", "escbackups/status", w),
+        // A schedule's runs: created, and deleted by its retention.
+        ("create", "escoperator.dev", "escbackups", w),
+        ("delete", "escoperator.dev", "escbackups", w),
         ("get", "", "secrets", w),
         ("create", "batch", "jobs", w),
         ("get", "", "pods/log", w),
@@ -452,7 +455,11 @@ async fn check_rbac(cluster: &TestCluster, ns: &str, watched: &str) -> Result<()
         ),
         ("update", "escoperator.dev", "escclusters", w),
         ("create", "escoperator.dev", "escclusters", w),
-        ("delete", "escoperator.dev", "escbackups", w),
+        ("delete", "escoperator.dev", "escclusters", w),
+        ("delete", "escoperator.dev", "escrestores", w),
+        ("create", "escoperator.dev", "escrestores", w),
+        ("update", "escoperator.dev", "escbackupschedules", w),
+        ("delete", "escoperator.dev", "escbackups", Some(ns)),
         ("list", "escoperator.dev", "escclusters", None),
         // Leases: its own namespace only.
         ("create", "coordination.k8s.io", "leases", w),

@@ -7,7 +7,7 @@
 //! go with a Warning Event rather than block the deletion forever.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
 use k8s_openapi::jiff::Timestamp;
@@ -16,14 +16,13 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
-use tracing::{Instrument, info_span};
 
 use super::context::{Context, jitter};
 use super::metrics::{ClusterInfoLabels, ClusterLabels};
 use super::nodes::{cluster_key, problem, session_options, target, target_of};
-use super::readable;
 use super::secrets::SshAccess;
 use super::ssh_pool::NodeKey;
+use super::{back_off, instrumented, readable};
 use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
 use crate::esc::{DriverError, SessionOptions, SshTarget};
 use crate::plan::cluster::{
@@ -70,13 +69,9 @@ pub async fn reconcile(
     guarded: Arc<DeserializeGuard<EscCluster>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
     let namespace = guarded.namespace().unwrap_or_default();
     let name = guarded.name_any();
-    // `object`, not `name`: JSON logs carry the span's own name under "name".
-    let span =
-        info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
-    let result = async {
+    instrumented(CONTROLLER, &*guarded, &ctx, async {
         let Some(cluster) = readable(&guarded, &ctx).await else {
             return Ok(Action::await_change());
         };
@@ -98,11 +93,8 @@ pub async fn reconcile(
                 message: other.to_string(),
             },
         })
-    }
-    .instrument(span)
-    .await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
+    })
+    .await
 }
 
 /// After a failed reconcile: back off this object alone.
@@ -111,9 +103,14 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
-    tracing::warn!(namespace = %guarded.namespace().unwrap_or_default(), name = %guarded.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.backoff(&*guarded, Duration::from_secs(300)))
+    back_off(
+        CONTROLLER,
+        &*guarded,
+        error.reason(),
+        error,
+        &ctx,
+        Duration::from_secs(300),
+    )
 }
 
 /// Seconds only: the API server stores times at second precision, so a finer `now` would make

@@ -66,6 +66,78 @@ where
     }
 }
 
+/// Runs one reconcile of `object` inside the span every log line of it carries (controller,
+/// namespace, object — `object`, not `name`: JSON logs carry the span's own name under "name")
+/// and records its duration.
+pub(crate) async fn instrumented<K, T>(
+    controller: &'static str,
+    object: &K,
+    ctx: &Context,
+    reconcile: impl Future<Output = T>,
+) -> T
+where
+    K: Resource,
+{
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        controller,
+        namespace = %object.namespace().unwrap_or_default(),
+        object = %object.name_any()
+    );
+    let result = reconcile.instrument(span).await;
+    ctx.metrics.reconciled(controller, started.elapsed());
+    result
+}
+
+/// After a failed reconcile: count it under its `reason` and back off this object alone (up
+/// to `cap`), so a malformed object never stalls the others.
+pub(crate) fn back_off<K>(
+    controller: &'static str,
+    object: &K,
+    reason: &'static str,
+    error: &dyn std::fmt::Display,
+    ctx: &Context,
+    cap: Duration,
+) -> kube::runtime::controller::Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    ctx.metrics.reconcile_failed(controller, reason);
+    tracing::warn!(namespace = %object.namespace().unwrap_or_default(), name = %object.name_any(), %error, "reconcile failed");
+    kube::runtime::controller::Action::requeue(ctx.backoff(object, cap))
+}
+
+/// Writes `object`'s finalizer list. The resourceVersion makes it a compare-and-swap: never
+/// drop someone else's finalizer added meanwhile.
+pub(crate) async fn set_finalizers<K>(
+    client: &kube::Client,
+    object: &K,
+    finalizers: Vec<String>,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": object.resource_version(),
+        }
+    });
+    api.patch(
+        &object.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchScope {

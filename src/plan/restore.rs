@@ -886,13 +886,7 @@ impl Planner<'_, '_> {
     }
 
     fn close_window(&mut self) {
-        let now = self.now();
-        if let Some(w) = &mut self.status.run.maintenance
-            && w.ended_at.is_none()
-        {
-            w.seconds = Some(now.0.as_second() - w.started_at.0.as_second());
-            w.ended_at = Some(now);
-        }
+        super::run::close_window(&mut self.status.run.maintenance, &self.input.now);
     }
 
     // ---- Remote steps ------------------------------------------------------------------
@@ -1259,26 +1253,11 @@ impl Planner<'_, '_> {
     // ---- Step bookkeeping --------------------------------------------------------------
 
     fn step_age(&self) -> Duration {
-        let started = self
-            .status
-            .run
-            .steps
-            .last()
-            .and_then(|s| s.started_at.as_ref())
-            .map(|t| t.0.as_second())
-            .unwrap_or_else(|| self.input.now.0.as_second());
-        Duration::from_secs((self.input.now.0.as_second() - started).max(0) as u64)
+        super::run::step_age(&self.status.run.steps, &self.input.now)
     }
 
     fn end_step(&mut self, state: StepState, message: &str) {
-        let now = self.now();
-        if let Some(last) = self.status.run.steps.last_mut()
-            && last.state == StepState::Running
-        {
-            last.state = state;
-            last.finished_at = Some(now);
-            last.message = Some(message.to_owned());
-        }
+        super::run::end_step(&mut self.status.run.steps, state, message, &self.input.now);
     }
 
     /// Whether `step` applies to this run (standby steps only in HA; after a failure only the

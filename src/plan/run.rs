@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::report::Problem;
-use crate::api::{NodeFile, Topology};
+use crate::api::{MaintenanceWindow, NodeFile, StepState, StepStatus, Time, Topology};
 
 /// How long a run waits for ESC to enter maintenance (in-flight transactions draining) before
 /// it gives up.
@@ -83,4 +83,35 @@ pub fn short_uid(uid: &str, len: usize) -> String {
         .filter(char::is_ascii_alphanumeric)
         .take(len)
         .collect()
+}
+
+/// How long the run's current (last) step has run at `now`.
+pub fn step_age<S>(steps: &[StepStatus<S>], now: &Time) -> Duration {
+    let started = steps
+        .last()
+        .and_then(|s| s.started_at.as_ref())
+        .map(|t| t.0.as_second())
+        .unwrap_or_else(|| now.0.as_second());
+    Duration::from_secs((now.0.as_second() - started).max(0) as u64)
+}
+
+/// Ends the current step, if it runs, in `state` with `message`.
+pub fn end_step<S>(steps: &mut [StepStatus<S>], state: StepState, message: &str, now: &Time) {
+    if let Some(last) = steps.last_mut()
+        && last.state == StepState::Running
+    {
+        last.state = state;
+        last.finished_at = Some(now.clone());
+        last.message = Some(message.to_owned());
+    }
+}
+
+/// Records the end of a maintenance window (at most once).
+pub fn close_window(window: &mut Option<MaintenanceWindow>, now: &Time) {
+    if let Some(w) = window
+        && w.ended_at.is_none()
+    {
+        w.seconds = Some(now.0.as_second() - w.started_at.0.as_second());
+        w.ended_at = Some(now.clone());
+    }
 }

@@ -15,7 +15,7 @@ pub mod request;
 pub mod target;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
@@ -23,16 +23,15 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::{Instrument, info_span};
 
 use self::job::{MoverJobInput, job_view, mover_job};
 use self::request::{RequestInput, Roles, mover_request, sink};
 use super::context::Context;
 use super::jobs;
 use super::metrics::{BackupOutcome, ClusterLabels};
-use super::readable;
 use super::remote::Remote;
 use super::runs::RunRef;
+use super::{back_off, instrumented, readable};
 use crate::api::{
     EscBackup, EscBackupStatus, EscCluster, HolderKind, OpMode, RunPhase, Time, Topology,
 };
@@ -81,12 +80,7 @@ pub async fn reconcile(
     guarded: Arc<DeserializeGuard<EscBackup>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let namespace = guarded.namespace().unwrap_or_default();
-    let name = guarded.name_any();
-    let span =
-        info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
-    let result = async {
+    instrumented(CONTROLLER, &*guarded, &ctx, async {
         let Some(backup) = readable(&guarded, &ctx).await else {
             return Ok(Action::await_change());
         };
@@ -99,11 +93,8 @@ pub async fn reconcile(
             return finalize(&backup, &ctx).await;
         }
         Ok(action)
-    }
-    .instrument(span)
-    .await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
+    })
+    .await
 }
 
 /// After a failed reconcile: back off this object alone.
@@ -112,9 +103,14 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
-    tracing::warn!(namespace = %guarded.namespace().unwrap_or_default(), name = %guarded.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.backoff(&*guarded, Duration::from_secs(60)))
+    back_off(
+        CONTROLLER,
+        &*guarded,
+        error.reason(),
+        error,
+        &ctx,
+        Duration::from_secs(60),
+    )
 }
 
 fn object(backup: &EscBackup) -> String {
@@ -136,32 +132,17 @@ async fn add_finalizer(ctx: &Context, backup: &EscBackup) -> Result<(), Error> {
     set_finalizers(ctx, backup, finalizers).await
 }
 
-/// Writes the finalizer list. The resourceVersion makes it a compare-and-swap: never drop
-/// someone else's finalizer added meanwhile.
 async fn set_finalizers(
     ctx: &Context,
     backup: &EscBackup,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let api: Api<EscBackup> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": backup.resource_version(),
-        }
-    });
-    api.patch(
-        &backup.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Write {
-        object: object(backup),
-        source,
-    })?;
-    Ok(())
+    super::set_finalizers(&ctx.client, backup, finalizers)
+        .await
+        .map_err(|source| Error::Write {
+            object: object(backup),
+            source,
+        })
 }
 
 /// Deleting: once the run is over (cancelled through its cleanup, or finished before), apply

@@ -14,7 +14,7 @@
 pub mod source;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
@@ -22,7 +22,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::{Instrument, info_span};
 
 use self::source::Source;
 use super::backup::cluster_view;
@@ -32,9 +31,9 @@ use super::backup::target::mover_secrets;
 use super::context::Context;
 use super::jobs;
 use super::metrics::ClusterLabels;
-use super::readable;
 use super::remote::Remote;
 use super::runs::RunRef;
+use super::{back_off, instrumented, readable};
 use crate::api::{EscCluster, EscRestore, EscRestoreStatus, HolderKind, RunPhase, Time};
 use crate::mover::sink::{self, ArtifactHead};
 use crate::mover::{MoverReport, REQUEST_VERSION, StageNode, StageRequest};
@@ -81,12 +80,7 @@ pub async fn reconcile(
     guarded: Arc<DeserializeGuard<EscRestore>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let namespace = guarded.namespace().unwrap_or_default();
-    let name = guarded.name_any();
-    let span =
-        info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, object = %name);
-    let result = async {
+    instrumented(CONTROLLER, &*guarded, &ctx, async {
         let Some(restore) = readable(&guarded, &ctx).await else {
             return Ok(Action::await_change());
         };
@@ -104,11 +98,8 @@ pub async fn reconcile(
             return finalize(&restore, &ctx).await;
         }
         Ok(action)
-    }
-    .instrument(span)
-    .await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
+    })
+    .await
 }
 
 /// After a failed reconcile: back off this object alone.
@@ -117,9 +108,14 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
-    tracing::warn!(namespace = %guarded.namespace().unwrap_or_default(), name = %guarded.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.backoff(&*guarded, Duration::from_secs(60)))
+    back_off(
+        CONTROLLER,
+        &*guarded,
+        error.reason(),
+        error,
+        &ctx,
+        Duration::from_secs(60),
+    )
 }
 
 fn object(restore: &EscRestore) -> String {
@@ -135,31 +131,17 @@ fn now() -> Time {
     Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time"))
 }
 
-/// Writes the finalizer list, compare-and-swap on the resourceVersion.
 async fn set_finalizers(
     ctx: &Context,
     restore: &EscRestore,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let api: Api<EscRestore> =
-        Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": restore.resource_version(),
-        }
-    });
-    api.patch(
-        &restore.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Write {
-        object: object(restore),
-        source,
-    })?;
-    Ok(())
+    super::set_finalizers(&ctx.client, restore, finalizers)
+        .await
+        .map_err(|source| Error::Write {
+            object: object(restore),
+            source,
+        })
 }
 
 /// Deleting: once the run is over, let the object go.

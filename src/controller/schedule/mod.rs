@@ -16,7 +16,7 @@ pub mod metrics;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -26,11 +26,10 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
-use tracing::{Instrument, info_span};
 
 use super::context::Context;
 use super::metrics::ClusterLabels;
-use super::readable;
+use super::{back_off, instrumented, readable};
 use crate::api::{EscBackup, EscBackupSchedule, EscBackupScheduleStatus, EscBackupSpec};
 use crate::plan::schedule::{
     NewRun, RunView, SCHEDULE_LABEL, SCHEDULED_TIME_ANNOTATION, ScheduleInput, SchedulePlan, plan,
@@ -164,14 +163,7 @@ pub async fn reconcile(
     guarded: Arc<DeserializeGuard<EscBackupSchedule>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    let span = info_span!(
-        "reconcile",
-        controller = CONTROLLER,
-        namespace = %guarded.namespace().unwrap_or_default(),
-        object = %guarded.name_any()
-    );
-    let result = async {
+    instrumented(CONTROLLER, &*guarded, &ctx, async {
         let Some(schedule) = readable(&guarded, &ctx).await else {
             return Ok(Action::await_change());
         };
@@ -180,11 +172,8 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
         drive(&schedule, &ctx).await
-    }
-    .instrument(span)
-    .await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    result
+    })
+    .await
 }
 
 /// After a failed reconcile: back off this object alone.
@@ -193,9 +182,14 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
-    tracing::warn!(namespace = %guarded.namespace().unwrap_or_default(), name = %guarded.name_any(), %error, "reconcile failed");
-    Action::requeue(ctx.backoff(&*guarded, Duration::from_secs(60)))
+    back_off(
+        CONTROLLER,
+        &*guarded,
+        error.reason(),
+        error,
+        &ctx,
+        Duration::from_secs(60),
+    )
 }
 
 async fn drive(schedule: &EscBackupSchedule, ctx: &Context) -> Result<Action, Error> {

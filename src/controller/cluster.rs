@@ -23,7 +23,7 @@ use super::nodes::{cluster_key, problem, session_options, target, target_of};
 use super::secrets::SshAccess;
 use super::ssh_pool::NodeKey;
 use super::{back_off, instrumented, readable};
-use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode, Time};
+use crate::api::{EscCluster, EscClusterStatus, OpMode as StatusMode};
 use crate::esc::{DriverError, SessionOptions, SshTarget};
 use crate::plan::cluster::{
     ActionOutcome, AnnotationRequest, ClusterInput, ClusterPlan, MAINTENANCE,
@@ -113,11 +113,7 @@ pub fn error_policy(
     )
 }
 
-/// Seconds only: the API server stores times at second precision, so a finer `now` would make
-/// every stored status differ from the freshly planned one.
-fn now() -> Time {
-    Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time"))
-}
+use super::now;
 
 async fn apply(cluster: &EscCluster, ctx: &Context) -> Result<Action, Error> {
     let previous = stored_status(cluster, ctx);

@@ -138,6 +138,15 @@ where
     Ok(())
 }
 
+/// Now, in whole seconds: the API server stores times at second precision, so a finer `now`
+/// would make every stored status differ from the freshly planned one.
+pub(crate) fn now() -> crate::api::Time {
+    let seconds = k8s_openapi::jiff::Timestamp::now().as_second();
+    crate::api::Time(
+        k8s_openapi::jiff::Timestamp::from_second(seconds).expect("now is a valid time"),
+    )
+}
+
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchScope {

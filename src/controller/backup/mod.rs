@@ -121,10 +121,7 @@ fn object(backup: &EscBackup) -> String {
     )
 }
 
-/// Seconds only, as the API server stores times.
-fn now() -> Time {
-    Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time"))
-}
+use super::now;
 
 async fn add_finalizer(ctx: &Context, backup: &EscBackup) -> Result<(), Error> {
     let mut finalizers = backup.finalizers().to_vec();

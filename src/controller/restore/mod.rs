@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -34,7 +33,7 @@ use super::metrics::ClusterLabels;
 use super::remote::Remote;
 use super::runs::RunRef;
 use super::{back_off, instrumented, readable};
-use crate::api::{EscCluster, EscRestore, EscRestoreStatus, HolderKind, RunPhase, Time};
+use crate::api::{EscCluster, EscRestore, EscRestoreStatus, HolderKind, RunPhase};
 use crate::mover::sink::{self, ArtifactHead};
 use crate::mover::{MoverReport, REQUEST_VERSION, StageNode, StageRequest};
 use crate::plan::report::Problem;
@@ -126,10 +125,7 @@ fn object(restore: &EscRestore) -> String {
     )
 }
 
-/// Seconds only, as the API server stores times.
-fn now() -> Time {
-    Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time"))
-}
+use super::now;
 
 async fn set_finalizers(
     ctx: &Context,

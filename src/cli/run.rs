@@ -48,8 +48,10 @@ pub(super) struct RunArgs {
     /// At most this many SSH handshakes at once.
     #[arg(long, default_value_t = 16)]
     max_concurrent_connects: usize,
-    /// At most this many reconciles at once.
-    #[arg(long, default_value_t = 32)]
+    /// At most this many reconciles at once, per watched scope. Each one in flight may hold an
+    /// API connection, which the client's pool keeps afterwards: more reconciles than SSH
+    /// handshakes at once (--max-concurrent-connects) only wait, and leave idle connections.
+    #[arg(long, default_value_t = 16)]
     max_concurrent_reconciles: u16,
     /// When a deleted EscCluster's ESC cannot be returned to operation, give up after this long.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

@@ -49,7 +49,7 @@ impl Default for ControllerOptions {
             ssh_idle_timeout: Duration::from_secs(300),
             max_concurrent_connects: 16,
             release_timeout: Duration::from_secs(300),
-            max_concurrent_reconciles: 32,
+            max_concurrent_reconciles: 16,
             run_directory: "/var/tmp/esc-operator".to_owned(),
             state_directory: "/var/lib/esc-operator".to_owned(),
             min_node_free_bytes: 1 << 30,

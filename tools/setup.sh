@@ -10,6 +10,7 @@
 #   3. the operator image as an OCI archive     (tools/image/build.sh: release binary, buildah)
 #   4. the S3 servers, cached by version        (tools/s3/build.sh: minio, versitygw)
 #   5. Helm 3 and Helm 4, cached by version      (tools/helm/build.sh: the chart's tests)
+#   6. the Flux controllers, cached by version   (tools/flux/build.sh: the GitOps test)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -25,3 +26,4 @@ timed "$here/cluster/build.sh" all >/dev/null
 timed "$here/image/build.sh" >/dev/null
 timed "$here/s3/build.sh" >/dev/null
 timed "$here/helm/build.sh" >/dev/null
+timed "$here/flux/build.sh" >/dev/null

@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod flux;
 pub mod helm;
 pub mod node;
 pub mod operator;

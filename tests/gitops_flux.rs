@@ -1,0 +1,367 @@
+//! GitOps with the real Flux controllers (source, kustomize and helm controller, built from Go
+//! modules and run by the test bed): a Git repository served over SSH by the test sshd (host key
+//! verified) holds the chart and a fleet (the SSH Secrets and an EscCluster on the simulator). A
+//! HelmRelease installs the operator from the chart in Git; a Kustomization with `wait: true`
+//! applies the fleet and becomes Ready only once the EscCluster is (kstatus: `Ready=True` and
+//! `observedGeneration` current). A commit that changes the EscCluster's spec is applied and
+//! waited for at its new generation.
+//!
+//! The test bed's values for the chart (host network, API server on loopback, one replica) are
+//! those of `tests/helm_install.rs`, given in the HelmRelease.
+
+mod esc_fixture;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use esc_fixture::{SshSecrets, cluster_spec};
+use esc_operator::api::EscCluster;
+use esc_testbed::cluster::TestCluster;
+use esc_testbed::flux::Flux;
+use esc_testbed::helm::Helm;
+use esc_testbed::operator_image::OperatorImage;
+use esc_testbed::sshd::{SimEsc, SimSpec};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::GroupVersionKind;
+use serde_json::{Value, json};
+
+/// `git` with no system or user configuration of this machine.
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args([
+            "-c",
+            "user.name=esc-tests",
+            "-c",
+            "user.email=tests@esc-operator.invalid",
+        ])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// `kubectl apply --server-side` of `objects`.
+fn apply(cluster: &TestCluster, dir: &Path, objects: &[Value]) -> Result<()> {
+    let file = dir.join("apply.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({ "apiVersion": "v1", "kind": "List", "items": objects }))?,
+    )?;
+    Helm::run(
+        cluster
+            .kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&file),
+    )
+    .map(drop)
+}
+
+fn yaml_doc(value: &impl serde::Serialize) -> Result<String> {
+    Ok(format!("---\n{}", serde_norway::to_string(value)?))
+}
+
+/// Writes the fleet (Secrets and the EscCluster, probed every `probe`) into `work/fleet`.
+fn write_fleet(work: &Path, esc: &SimEsc, probe: &str) -> Result<()> {
+    let secrets = SshSecrets {
+        credentials: "esc-ssh".into(),
+        known_hosts: "esc-known-hosts".into(),
+    };
+    let node = &esc.nodes()[0];
+    let known_hosts: String = esc
+        .nodes()
+        .iter()
+        .map(|n| n.known_hosts_line() + "\n")
+        .collect();
+    let mut cluster = serde_json::to_value(EscCluster::new("esc", cluster_spec(esc, &secrets)))?;
+    cluster["spec"]["probeInterval"] = json!(probe);
+    if let Some(object) = cluster.as_object_mut() {
+        object.remove("status");
+    }
+    let docs = [
+        yaml_doc(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "esc-ssh" },
+            "stringData": { "ssh-privatekey": node.private_key_pem()? }
+        }))?,
+        yaml_doc(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "esc-known-hosts" },
+            "stringData": { "known_hosts": known_hosts }
+        }))?,
+        yaml_doc(&cluster)?,
+    ];
+    std::fs::create_dir_all(work.join("fleet"))?;
+    std::fs::write(work.join("fleet/fleet.yaml"), docs.concat())?;
+    Ok(())
+}
+
+fn condition<'a>(obj: &'a DynamicObject, t: &str) -> Option<&'a Value> {
+    obj.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+/// Waits until the Flux object is Ready=True and (if given) at `revision`; returns it.
+async fn wait_ready(
+    api: &Api<DynamicObject>,
+    name: &str,
+    revision: Option<&str>,
+    timeout: Duration,
+    context: impl Fn() -> String,
+) -> Result<DynamicObject> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let obj = api.get(name).await?;
+        let ready = condition(&obj, "Ready").is_some_and(|c| c["status"] == "True");
+        let at = revision.is_none_or(|r| {
+            obj.data["status"]["lastAppliedRevision"]
+                .as_str()
+                .is_some_and(|applied| applied.ends_with(r))
+        });
+        if ready && at {
+            return Ok(obj);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{name} not Ready at {revision:?} within {timeout:?}: {}\n{}",
+                serde_json::to_string_pretty(&obj.data["status"])?,
+                context()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn flux_api(
+    client: &kube::Client,
+    ns: &str,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> Result<()> {
+    let started = Instant::now();
+    let cluster = TestCluster::shared();
+    let image = OperatorImage::shared();
+    image.import_into(cluster)?;
+    let flux = Flux::start(cluster).await?;
+    eprintln!("flux controllers ready after {:?}", started.elapsed());
+    let client = cluster.client();
+    let flux_ns = cluster.namespace("flux").await?;
+    let ops = cluster.namespace("gitops-ops").await?;
+    let fleet = cluster.namespace("gitops-fleet").await?;
+
+    // The ESC the fleet names, and the Git server: another simulated node's sshd.
+    let esc = SimEsc::start(SimSpec::standalone())?;
+    let git_host = SimEsc::start(SimSpec::standalone())?;
+    let server = &git_host.nodes()[0];
+    // The repository where the SSH user (not root) can read it.
+    let repo_dir = tempfile::tempdir()?;
+    std::fs::set_permissions(
+        repo_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let repo = repo_dir.path().join("fleet.git");
+    let work_dir = tempfile::tempdir()?;
+    let work = work_dir.path();
+    git(work, &["init", "-q", "-b", "main"])?;
+    std::fs::create_dir(work.join("charts"))?;
+    let copied = Command::new("cp")
+        .args(["-r"])
+        .arg(Helm::chart_dir())
+        .arg(work.join("charts/esc-operator"))
+        .status()?;
+    assert!(copied.success());
+    write_fleet(work, &esc, "5s")?;
+    git(work, &["add", "-A"])?;
+    git(work, &["commit", "-q", "-m", "the operator and a cluster"])?;
+    let first = git(work, &["rev-parse", "HEAD"])?;
+    git(
+        work,
+        &["clone", "-q", "--bare", ".", repo.to_str().unwrap()],
+    )?;
+    // The SSH user's own repository: git refuses one of another owner ("dubious ownership").
+    let owner = server.key_user().to_owned();
+    let hand_over = || -> Result<()> {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{owner}:")])
+            .arg(&repo)
+            .status()?;
+        anyhow::ensure!(status.success(), "chown the repository");
+        Ok(())
+    };
+    hand_over()?;
+
+    let url = format!(
+        "ssh://{}@{}:{}{}",
+        server.key_user(),
+        server.address(),
+        server.port(),
+        repo.display()
+    );
+    let (repository, tag) = image.name.rsplit_once(':').context("image tag")?;
+    let port = esc_testbed::host_procs::free_port(std::net::Ipv4Addr::LOCALHOST)?;
+    let env: Vec<Value> = cluster
+        .in_cluster_env()
+        .into_iter()
+        .map(|e| json!({ "name": e.name, "value": e.value }))
+        .collect();
+    let values = json!({
+        "fullnameOverride": "esc-operator",
+        "image": { "repository": repository, "tag": tag, "pullPolicy": "Never" },
+        "replicaCount": 1,
+        "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 0, "maxUnavailable": 1 } },
+        "hostNetwork": true,
+        "http": { "port": port, "bindAddress": "127.0.0.1" },
+        "extraEnv": env,
+        "watchNamespaces": [fleet.name()],
+        "logFormat": "text",
+    });
+    let source = json!({ "kind": "GitRepository", "name": "fleet", "namespace": flux_ns.name() });
+    apply(
+        cluster,
+        flux.dir(),
+        &[
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": "git-ssh", "namespace": flux_ns.name() },
+                "stringData": {
+                    "identity": server.private_key_pem()?,
+                    "known_hosts": server.known_hosts_line() + "\n",
+                }
+            }),
+            json!({
+                "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                "metadata": { "name": "fleet", "namespace": flux_ns.name() },
+                "spec": {
+                    "url": url, "interval": "5s", "timeout": "30s",
+                    "ref": { "branch": "main" },
+                    "secretRef": { "name": "git-ssh" }
+                }
+            }),
+            json!({
+                "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+                "metadata": { "name": "esc-operator", "namespace": ops.name() },
+                "spec": {
+                    "interval": "1m",
+                    "timeout": "3m",
+                    "chart": { "spec": {
+                        "chart": "./charts/esc-operator",
+                        "reconcileStrategy": "Revision",
+                        "sourceRef": source
+                    }},
+                    "install": { "crds": "Create" },
+                    "upgrade": { "crds": "CreateReplace" },
+                    "values": values
+                }
+            }),
+            json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "metadata": { "name": "fleet", "namespace": flux_ns.name() },
+                "spec": {
+                    "interval": "1m", "retryInterval": "5s", "timeout": "2m",
+                    "path": "./fleet", "prune": true, "wait": true,
+                    "targetNamespace": fleet.name(),
+                    "sourceRef": { "kind": "GitRepository", "name": "fleet" }
+                }
+            }),
+        ],
+    )?;
+    let logs = || {
+        [
+            "source-controller",
+            "kustomize-controller",
+            "helm-controller",
+        ]
+        .iter()
+        .map(|c| format!("--- {c}\n{}", flux.log_tail(c, 15)))
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    let releases = flux_api(
+        &client,
+        ops.name(),
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+    );
+    wait_ready(
+        &releases,
+        "esc-operator",
+        None,
+        Duration::from_secs(240),
+        logs,
+    )
+    .await?;
+    eprintln!("HelmRelease Ready after {:?}", started.elapsed());
+    let kustomizations = flux_api(
+        &client,
+        flux_ns.name(),
+        "kustomize.toolkit.fluxcd.io",
+        "v1",
+        "Kustomization",
+    );
+    wait_ready(
+        &kustomizations,
+        "fleet",
+        Some(&first),
+        Duration::from_secs(180),
+        logs,
+    )
+    .await?;
+    eprintln!(
+        "Kustomization Ready at {first} after {:?}",
+        started.elapsed()
+    );
+    // Ready only because the EscCluster is: Ready=True at its current generation.
+    let clusters: Api<EscCluster> = Api::namespaced(client.clone(), fleet.name());
+    let esc_cluster = clusters.get("esc").await?;
+    let status = esc_cluster.status.clone().unwrap_or_default();
+    assert!(esc_fixture::ready(&status), "{status:?}");
+    assert_eq!(status.observed_generation, esc_cluster.metadata.generation);
+
+    // A commit that changes the spec: applied, and waited for at the new generation.
+    write_fleet(work, &esc, "7s")?;
+    git(work, &["commit", "-q", "-am", "probe every 7 s"])?;
+    let second = git(work, &["rev-parse", "HEAD"])?;
+    // The repository belongs to the SSH user: take it back to push (git refuses another
+    // owner's repository; a fetch in between fails and Flux retries it), then hand it over.
+    let status = Command::new("chown")
+        .args(["-R", "root:"])
+        .arg(&repo)
+        .status()?;
+    assert!(status.success());
+    git(work, &["push", "-q", repo.to_str().unwrap(), "main"])?;
+    hand_over()?;
+    wait_ready(
+        &kustomizations,
+        "fleet",
+        Some(&second),
+        Duration::from_secs(120),
+        logs,
+    )
+    .await?;
+    let esc_cluster = clusters.get("esc").await?;
+    let status = esc_cluster.status.clone().unwrap_or_default();
+    assert_eq!(esc_cluster.metadata.generation, Some(2));
+    assert_eq!(status.observed_generation, Some(2), "{status:?}");
+    assert!(esc_fixture::ready(&status));
+    eprintln!(
+        "second commit applied and Ready after {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

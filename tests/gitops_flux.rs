@@ -4,7 +4,8 @@
 //! HelmRelease installs the operator from the chart in Git; a Kustomization with `wait: true`
 //! applies the fleet and becomes Ready only once the EscCluster is (kstatus: `Ready=True` and
 //! `observedGeneration` current). A commit that changes the EscCluster's spec is applied and
-//! waited for at its new generation.
+//! waited for at its new generation. Applying the same revision again writes nothing (the
+//! API server's audit log shows no write to the fleet's objects).
 //!
 //! The test bed's values for the chart (host network, API server on loopback, one replica) are
 //! those of `tests/helm_install.rs`, given in the HelmRelease.
@@ -13,7 +14,7 @@ mod esc_fixture;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use esc_fixture::{SshSecrets, cluster_spec};
@@ -23,7 +24,7 @@ use esc_testbed::flux::Flux;
 use esc_testbed::helm::Helm;
 use esc_testbed::operator_image::OperatorImage;
 use esc_testbed::sshd::{SimEsc, SimSpec};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
@@ -138,6 +139,21 @@ async fn wait_ready(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Writes by anyone but a ServiceAccount (so: by Flux, which runs as the cluster's admin) to
+/// the fleet's Secrets and EscClusters (their spec, not status) since `since`; not the
+/// server-side dry runs Flux computes its diff with (they change nothing).
+fn fleet_writes(cluster: &TestCluster, ns: &str, since: SystemTime) -> Result<Vec<String>> {
+    Ok(cluster
+        .audit_events_since(since)?
+        .into_iter()
+        .filter(|e| e.namespace.as_deref() == Some(ns))
+        .filter(|e| !e.user.starts_with("system:serviceaccount:"))
+        .filter(|e| e.subresource.is_none() && !e.dry_run)
+        .filter(|e| e.resource == "escclusters" || e.resource == "secrets")
+        .map(|e| e.describe())
+        .collect())
 }
 
 fn flux_api(
@@ -334,6 +350,7 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
     assert_eq!(status.observed_generation, esc_cluster.metadata.generation);
 
     // A commit that changes the spec: applied, and waited for at the new generation.
+    let before_change = SystemTime::now();
     write_fleet(work, &esc, "7s")?;
     git(work, &["commit", "-q", "-am", "probe every 7 s"])?;
     let second = git(work, &["rev-parse", "HEAD"])?;
@@ -359,6 +376,48 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
     assert_eq!(esc_cluster.metadata.generation, Some(2));
     assert_eq!(status.observed_generation, Some(2), "{status:?}");
     assert!(esc_fixture::ready(&status));
+    // The change reached the API server as writes to the EscCluster (so the audit check
+    // below can see Flux's writes).
+    let change = fleet_writes(cluster, fleet.name(), before_change)?;
+    assert!(
+        change.iter().any(|e| e.contains("escclusters")),
+        "no write of the spec change in the audit log: {change:?}"
+    );
+
+    // Applying the same revision again writes nothing: server-side apply, and nothing the API
+    // server defaults fights the Git copy. A reconcile is requested and waited for.
+    let before_reapply = SystemTime::now();
+    let requested = format!("{:?}", before_reapply);
+    kustomizations
+        .patch(
+            "fleet",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "metadata": { "annotations": {
+                "reconcile.fluxcd.io/requestedAt": requested
+            }}})),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let k = kustomizations.get("fleet").await?;
+        let handled =
+            k.data["status"]["lastHandledReconcileAt"].as_str() == Some(requested.as_str());
+        if handled && condition(&k, "Ready").is_some_and(|c| c["status"] == "True") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the requested reconcile was not handled: {}",
+                k.data["status"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let drift = fleet_writes(cluster, fleet.name(), before_reapply)?;
+    assert!(
+        drift.is_empty(),
+        "re-applying the same revision wrote: {drift:?}"
+    );
     eprintln!(
         "second commit applied and Ready after {:?}",
         started.elapsed()

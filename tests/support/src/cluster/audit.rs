@@ -56,6 +56,9 @@ pub struct AuditEvent {
     pub code: Option<u16>,
     /// When the API server received the request (microsecond precision).
     pub received: SystemTime,
+    /// A server-side dry run (`?dryRun=All`): logged like a write, but it changed nothing
+    /// (Flux dry-runs every apply to compute its diff).
+    pub dry_run: bool,
 }
 
 impl AuditEvent {
@@ -132,6 +135,8 @@ fn read_audit_log(path: &Path, since: SystemTime) -> Result<Vec<AuditEvent>> {
 #[serde(rename_all = "camelCase")]
 struct RawEvent {
     verb: String,
+    #[serde(default, rename = "requestURI")]
+    request_uri: String,
     user: RawUser,
     object_ref: Option<RawObjectRef>,
     response_status: Option<RawStatus>,
@@ -187,6 +192,10 @@ fn parse_line(line: &str) -> Result<AuditEvent> {
         name: object.name,
         code: raw.response_status.and_then(|s| s.code),
         received: SystemTime::from(received),
+        dry_run: raw
+            .request_uri
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|kv| kv == "dryRun=All")),
     })
 }
 
@@ -209,6 +218,26 @@ mod tests {
         assert_eq!(e.code, Some(200));
         let at: Timestamp = "2026-11-20T10:00:01.25Z".parse().unwrap();
         assert_eq!(e.received, SystemTime::from(at));
+        assert!(!e.dry_run);
+    }
+
+    #[test]
+    fn a_server_side_dry_run_is_marked() {
+        let event = |uri: &str| {
+            format!(
+                r#"{{"verb":"patch","requestURI":"{uri}","user":{{"username":"admin"}},"objectRef":{{"resource":"secrets","namespace":"ns","name":"s","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-11-20T10:00:01Z"}}"#
+            )
+        };
+        let dry =
+            r"/api/v1/namespaces/ns/secrets/s?dryRun=All\u0026fieldManager=kustomize-controller";
+        assert!(parse_line(&event(dry)).unwrap().dry_run);
+        let real = "/api/v1/namespaces/ns/secrets/s?fieldManager=dryRun%3DAll";
+        assert!(!parse_line(&event(real)).unwrap().dry_run);
+        assert!(
+            !parse_line(&event("/api/v1/namespaces/ns/secrets/s"))
+                .unwrap()
+                .dry_run
+        );
     }
 
     #[test]

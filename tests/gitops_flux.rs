@@ -5,7 +5,8 @@
 //! applies the fleet and becomes Ready only once the EscCluster is (kstatus: `Ready=True` and
 //! `observedGeneration` current). A commit that changes the EscCluster's spec is applied and
 //! waited for at its new generation. Applying the same revision again writes nothing (the
-//! API server's audit log shows no write to the fleet's objects).
+//! API server's audit log shows no write to the fleet's objects). An EscBackup to MinIO added
+//! in Git runs; deleted in Git, it is pruned and (`deletionPolicy: Retain`) its artifact stays.
 //!
 //! The test bed's values for the chart (host network, API server on loopback, one replica) are
 //! those of `tests/helm_install.rs`, given in the HelmRelease.
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use esc_fixture::{SshSecrets, cluster_spec};
-use esc_operator::api::EscCluster;
+use esc_operator::api::{EscBackup, EscCluster, RunPhase};
 use esc_testbed::cluster::TestCluster;
 use esc_testbed::flux::Flux;
 use esc_testbed::helm::Helm;
 use esc_testbed::operator_image::OperatorImage;
+use esc_testbed::s3::{S3Kind, S3Server};
 use esc_testbed::sshd::{SimEsc, SimSpec};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -100,6 +102,37 @@ fn write_fleet(work: &Path, esc: &SimEsc, probe: &str) -> Result<()> {
     ];
     std::fs::create_dir_all(work.join("fleet"))?;
     std::fs::write(work.join("fleet/fleet.yaml"), docs.concat())?;
+    Ok(())
+}
+
+/// Writes `work/fleet/backup.yaml`: the S3 credentials and an EscBackup of the cluster to
+/// `s3`'s bucket `backups`, kept when the EscBackup is deleted (`deletionPolicy: Retain`).
+fn write_backup(work: &Path, s3: &S3Server) -> Result<()> {
+    let docs = [
+        yaml_doc(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "esc-backup-s3" },
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": s3.access_key(),
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key()
+            }
+        }))?,
+        yaml_doc(&json!({
+            "apiVersion": "escoperator.dev/v1alpha1", "kind": "EscBackup",
+            "metadata": { "name": "nightly" },
+            "spec": {
+                "clusterRef": { "name": "esc" },
+                "target": { "s3": {
+                    "bucket": "backups",
+                    "endpoint": s3.endpoint(),
+                    "forcePathStyle": true,
+                    "credentialsSecretRef": { "name": "esc-backup-s3" }
+                }},
+                "deletionPolicy": "Retain"
+            }
+        }))?,
+    ];
+    std::fs::write(work.join("fleet/backup.yaml"), docs.concat())?;
     Ok(())
 }
 
@@ -220,6 +253,18 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         Ok(())
     };
     hand_over()?;
+    // Pushes the work tree's commits. The repository belongs to the SSH user: take it back to
+    // push (git refuses another owner's repository; a fetch in between fails and Flux retries
+    // it), then hand it over again.
+    let publish = || -> Result<()> {
+        let status = Command::new("chown")
+            .args(["-R", "root:"])
+            .arg(&repo)
+            .status()?;
+        anyhow::ensure!(status.success(), "chown the repository");
+        git(work, &["push", "-q", repo.to_str().unwrap(), "main"])?;
+        hand_over()
+    };
 
     let url = format!(
         "ssh://{}@{}:{}{}",
@@ -245,6 +290,8 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         "extraEnv": env,
         "watchNamespaces": [fleet.name()],
         "logFormat": "text",
+        // The mover reaches the simulated ESC and MinIO on loopback.
+        "mover": { "hostNetwork": true },
     });
     let source = json!({ "kind": "GitRepository", "name": "fleet", "namespace": flux_ns.name() });
     apply(
@@ -354,15 +401,7 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
     write_fleet(work, &esc, "7s")?;
     git(work, &["commit", "-q", "-am", "probe every 7 s"])?;
     let second = git(work, &["rev-parse", "HEAD"])?;
-    // The repository belongs to the SSH user: take it back to push (git refuses another
-    // owner's repository; a fetch in between fails and Flux retries it), then hand it over.
-    let status = Command::new("chown")
-        .args(["-R", "root:"])
-        .arg(&repo)
-        .status()?;
-    assert!(status.success());
-    git(work, &["push", "-q", repo.to_str().unwrap(), "main"])?;
-    hand_over()?;
+    publish()?;
     wait_ready(
         &kustomizations,
         "fleet",
@@ -422,5 +461,69 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         "second commit applied and Ready after {:?}",
         started.elapsed()
     );
+
+    // An EscBackup to MinIO, added in Git; then deleted in Git: pruned, and with
+    // `deletionPolicy: Retain` its artifact stays in the bucket.
+    let s3 = S3Server::start(S3Kind::Minio).await?;
+    s3.create_bucket("backups").await?;
+    write_backup(work, &s3)?;
+    git(work, &["add", "-A"])?;
+    git(work, &["commit", "-q", "-m", "a backup to MinIO"])?;
+    let third = git(work, &["rev-parse", "HEAD"])?;
+    publish()?;
+    wait_ready(
+        &kustomizations,
+        "fleet",
+        Some(&third),
+        Duration::from_secs(120),
+        logs,
+    )
+    .await?;
+    let backups: Api<EscBackup> = Api::namespaced(client.clone(), fleet.name());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let artifact = loop {
+        let status = backups.get("nightly").await?.status.unwrap_or_default();
+        match status.phase {
+            Some(RunPhase::Succeeded) => break status.artifact.context("no artifact")?,
+            Some(RunPhase::Failed) => bail!("the backup failed: {status:?}"),
+            _ if Instant::now() > deadline => bail!("the backup did not finish: {status:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let key = artifact
+        .uri
+        .strip_prefix("s3://backups/")
+        .with_context(|| format!("artifact {}", artifact.uri))?
+        .to_owned();
+    assert!(s3.head_object("backups", &key).await?.is_some());
+    eprintln!(
+        "backup {} stored after {:?}",
+        artifact.uri,
+        started.elapsed()
+    );
+    std::fs::remove_file(work.join("fleet/backup.yaml"))?;
+    git(work, &["commit", "-q", "-am", "no more backup"])?;
+    let fourth = git(work, &["rev-parse", "HEAD"])?;
+    publish()?;
+    wait_ready(
+        &kustomizations,
+        "fleet",
+        Some(&fourth),
+        Duration::from_secs(120),
+        logs,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while backups.get_opt("nightly").await?.is_some() {
+        if Instant::now() > deadline {
+            bail!("the EscBackup deleted in Git was not pruned");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        s3.head_object("backups", &key).await?.is_some(),
+        "deletionPolicy Retain, but the artifact is gone"
+    );
+    eprintln!("pruned, artifact kept, after {:?}", started.elapsed());
     Ok(())
 }

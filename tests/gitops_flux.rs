@@ -105,6 +105,32 @@ fn write_fleet(work: &Path, esc: &SimEsc, probe: &str) -> Result<()> {
     Ok(())
 }
 
+/// The run and state directories "on the ESC nodes" (the simulated nodes share this machine's
+/// file system), writable by their SSH user like `/var/tmp`; removed on drop.
+struct NodeDirs {
+    run: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl NodeDirs {
+    fn new() -> Result<NodeDirs> {
+        let dir = || -> Result<tempfile::TempDir> {
+            let d = tempfile::Builder::new()
+                .prefix("esc-operator-gitops-")
+                .tempdir_in("/var/tmp")?;
+            std::fs::set_permissions(
+                d.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+            )?;
+            Ok(d)
+        };
+        Ok(NodeDirs {
+            run: dir()?,
+            state: dir()?,
+        })
+    }
+}
+
 /// Writes `work/fleet/backup.yaml`: the S3 credentials and an EscBackup of the cluster to
 /// `s3`'s bucket `backups`, kept when the EscBackup is deleted (`deletionPolicy: Retain`).
 fn write_backup(work: &Path, s3: &S3Server) -> Result<()> {
@@ -273,6 +299,7 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         server.port(),
         repo.display()
     );
+    let node_dirs = NodeDirs::new()?;
     let (repository, tag) = image.name.rsplit_once(':').context("image tag")?;
     let port = esc_testbed::host_procs::free_port(std::net::Ipv4Addr::LOCALHOST)?;
     let env: Vec<Value> = cluster
@@ -292,6 +319,11 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         "logFormat": "text",
         // The mover reaches the simulated ESC and MinIO on loopback.
         "mover": { "hostNetwork": true },
+        // The simulated nodes share this machine's file system: directories of this test.
+        "operator": {
+            "runDirectory": node_dirs.run.path(),
+            "stateDirectory": node_dirs.state.path(),
+        },
     });
     let source = json!({ "kind": "GitRepository", "name": "fleet", "namespace": flux_ns.name() });
     apply(

@@ -7,6 +7,8 @@
 //! waited for at its new generation. Applying the same revision again writes nothing (the
 //! API server's audit log shows no write to the fleet's objects). An EscBackup to MinIO added
 //! in Git runs; deleted in Git, it is pruned and (`deletionPolicy: Retain`) its artifact stays.
+//! An EscRestore from it runs once; pruned and re-added by Git, it is refused as
+//! `AlreadyRestored`.
 //!
 //! The test bed's values for the chart (host network, API server on loopback, one replica) are
 //! those of `tests/helm_install.rs`, given in the HelmRelease.
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use esc_fixture::{SshSecrets, cluster_spec};
-use esc_operator::api::{EscBackup, EscCluster, RunPhase};
+use esc_operator::api::{EscBackup, EscCluster, EscRestore, EscRestoreStatus, RunPhase};
 use esc_testbed::cluster::TestCluster;
 use esc_testbed::flux::Flux;
 use esc_testbed::helm::Helm;
@@ -160,6 +162,62 @@ fn write_backup(work: &Path, s3: &S3Server) -> Result<()> {
     ];
     std::fs::write(work.join("fleet/backup.yaml"), docs.concat())?;
     Ok(())
+}
+
+/// Writes `work/fleet/restore.yaml`: the S3 credentials and an EscRestore of `key` (whose
+/// checksum is `sha256`) from `s3`'s bucket `backups` into the cluster.
+fn write_restore(work: &Path, s3: &S3Server, key: &str, sha256: &str) -> Result<()> {
+    let docs = [
+        yaml_doc(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "esc-restore-s3" },
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": s3.access_key(),
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key()
+            }
+        }))?,
+        yaml_doc(&json!({
+            "apiVersion": "escoperator.dev/v1alpha1", "kind": "EscRestore",
+            "metadata": { "name": "rollback" },
+            "spec": {
+                "clusterRef": { "name": "esc" },
+                "source": {
+                    "sha256": sha256,
+                    "s3": {
+                        "bucket": "backups",
+                        "key": key,
+                        "endpoint": s3.endpoint(),
+                        "forcePathStyle": true,
+                        "credentialsSecretRef": { "name": "esc-restore-s3" }
+                    }
+                }
+            }
+        }))?,
+    ];
+    std::fs::write(work.join("fleet/restore.yaml"), docs.concat())?;
+    Ok(())
+}
+
+/// Waits until the EscRestore `name` has ended (Succeeded or Failed); returns its status.
+async fn restore_ended(api: &Api<EscRestore>, name: &str) -> Result<EscRestoreStatus> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(restore) = api.get_opt(name).await? {
+            let status = restore.status.unwrap_or_default();
+            if matches!(
+                status.run.phase,
+                Some(RunPhase::Succeeded | RunPhase::Failed)
+            ) {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("EscRestore {name} did not end: {status:?}");
+            }
+        } else if Instant::now() > deadline {
+            bail!("no EscRestore {name}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn condition<'a>(obj: &'a DynamicObject, t: &str) -> Option<&'a Value> {
@@ -557,5 +615,83 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         "deletionPolicy Retain, but the artifact is gone"
     );
     eprintln!("pruned, artifact kept, after {:?}", started.elapsed());
+
+    // A restore from that artifact, added in Git, runs once. Git then prunes it and re-adds
+    // it: the re-created EscRestore is refused (`AlreadyRestored`, from the restore history on
+    // the ESC node itself) instead of restoring the database a second time.
+    write_restore(work, &s3, &key, &artifact.sha256)?;
+    git(work, &["add", "-A"])?;
+    git(work, &["commit", "-q", "-m", "roll back"])?;
+    let fifth = git(work, &["rev-parse", "HEAD"])?;
+    publish()?;
+    wait_ready(
+        &kustomizations,
+        "fleet",
+        Some(&fifth),
+        Duration::from_secs(120),
+        logs,
+    )
+    .await?;
+    let restores: Api<EscRestore> = Api::namespaced(client.clone(), fleet.name());
+    let first_run = restore_ended(&restores, "rollback").await?;
+    assert_eq!(
+        first_run.run.phase,
+        Some(RunPhase::Succeeded),
+        "{:?}",
+        first_run.run.failure
+    );
+    eprintln!("restored after {:?}", started.elapsed());
+    std::fs::rename(
+        work.join("fleet/restore.yaml"),
+        work.join("restore.yaml.kept"),
+    )?;
+    git(work, &["commit", "-q", "-am", "the rollback is done"])?;
+    let sixth = git(work, &["rev-parse", "HEAD"])?;
+    publish()?;
+    wait_ready(
+        &kustomizations,
+        "fleet",
+        Some(&sixth),
+        Duration::from_secs(120),
+        logs,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restores.get_opt("rollback").await?.is_some() {
+        if Instant::now() > deadline {
+            bail!("the EscRestore deleted in Git was not pruned");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    std::fs::rename(
+        work.join("restore.yaml.kept"),
+        work.join("fleet/restore.yaml"),
+    )?;
+    git(work, &["add", "-A"])?;
+    git(
+        work,
+        &["commit", "-q", "-m", "the rollback again (a revert)"],
+    )?;
+    let seventh = git(work, &["rev-parse", "HEAD"])?;
+    publish()?;
+    // Flux applies it; the operator refuses it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while restores.get_opt("rollback").await?.is_none() {
+        if Instant::now() > deadline {
+            bail!("the re-added EscRestore was not applied: {}", logs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let again = restore_ended(&restores, "rollback").await?;
+    assert_eq!(again.run.phase, Some(RunPhase::Failed), "{again:?}");
+    assert_eq!(
+        again.run.failure.as_ref().map(|f| f.reason.as_str()),
+        Some("AlreadyRestored"),
+        "{again:?}"
+    );
+    eprintln!(
+        "re-created restore refused at {seventh} after {:?}",
+        started.elapsed()
+    );
     Ok(())
 }

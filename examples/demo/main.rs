@@ -62,9 +62,10 @@ async fn demo(keep: bool) -> ExitCode {
     let ok = run::all_good(&report);
     if keep {
         println!(
-            "Left running until Ctrl-C. Explore with:\n  export KUBECONFIG={}\n  kubectl -n {ns} get esc,escbackup,escrestore\n  esc-operator kubectl-esc -n {ns} status esc\n  esc-operator kubectl-esc -n {ns} backups",
+            "Left running until Ctrl-C. Explore with:\n  export KUBECONFIG={}\n  kubectl -n {ns} get esc,escbackup,escrestore\n  kubectl esc -n {ns} status esc      (kubectl-esc linked onto the PATH; or: cargo run -- kubectl-esc ...)\n  kubectl esc -n {ns} backups\n  curl -s {metrics} | grep ^esc_",
             demo.kubeconfig().display(),
-            ns = report.namespace
+            ns = report.namespace,
+            metrics = demo.metrics_url
         );
         std::future::pending::<()>().await;
     }

@@ -52,6 +52,8 @@ pub struct Demo {
     pub s3: Option<S3Server>,
     pub namespace: String,
     pub dir: tempfile::TempDir,
+    /// The operator's /metrics, once installed.
+    pub metrics_url: String,
     started: Instant,
 }
 
@@ -116,22 +118,24 @@ pub async fn start() -> Result<Demo> {
     // The namespace lives as long as the cluster: the demo leaves it for `--keep`.
     std::mem::forget(ns);
     let dir = tempfile::Builder::new().prefix("esc-demo-").tempdir()?;
-    let demo = Demo {
+    let mut demo = Demo {
         cluster,
         sim,
         s3: Some(s3),
         namespace,
         dir,
+        metrics_url: String::new(),
         started,
     };
-    demo.install_operator(image).await?;
+    demo.metrics_url = demo.install_operator(image).await?;
     Ok(demo)
 }
 
 impl Demo {
     /// `helm upgrade --install` of charts/esc-operator, with what the test bed needs (host
     /// network, the API server on loopback) and leader election on.
-    async fn install_operator(&self, image: &OperatorImage) -> Result<()> {
+    /// Returns the operator's metrics URL.
+    async fn install_operator(&self, image: &OperatorImage) -> Result<String> {
         let helm = Helm::new(HelmMajor::V4)?;
         let (repository, tag) = image
             .name
@@ -187,10 +191,11 @@ impl Demo {
             .arg(&file)
             .args(["--wait", "--timeout", "3m"]);
         Helm::run(&mut cmd)?;
+        let metrics = format!("http://127.0.0.1:{port}/metrics");
         self.say(format!(
-            "operator installed and Ready (leader election on; metrics on http://127.0.0.1:{port}/metrics)"
+            "operator installed and Ready (leader election on; metrics on {metrics})"
         ));
-        Ok(())
+        Ok(metrics)
     }
 
     /// Writes the user's manifests: the Secrets, the EscCluster, the EscBackup.

@@ -689,7 +689,10 @@ async fn daylight_saving_runs_once_both_ways_and_invalid_schedules_stall() -> Re
         time(&s, |s| s.last_schedule_time.as_ref()).as_deref(),
         Some("2026-10-25T00:30:00Z")
     );
-    // Nothing due: the operator looks at its clock every second and writes nothing.
+    // Nothing due: the operator looks at its clock every second and writes nothing. The
+    // 00:30 run first ends (its end is a real status change: the active run goes).
+    f.wait_schedule("berlin", "the 00:30 run ended", |s| s.active.is_none())
+        .await?;
     let version = f.schedules().get("berlin").await?.metadata.resource_version;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -36,8 +36,6 @@ use crate::plan::conditions;
 pub const CONTROLLER: &str = "esccluster";
 /// Held on every EscCluster, so deletion can return ESC to operation first.
 pub const FINALIZER: &str = "escoperator.dev/release-maintenance";
-/// The field manager of every write this controller makes.
-pub const FIELD_MANAGER: &str = "esc-operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -141,7 +139,6 @@ async fn converge(
     annotation: AnnotationRequest,
 ) -> Result<ClusterPlan, Error> {
     let namespace = cluster.namespace().unwrap_or_default();
-    let api: Api<EscCluster> = Api::namespaced(ctx.client.clone(), &namespace);
     let access = ctx
         .secrets
         .load(&ctx.client, &namespace, &cluster.spec.ssh)
@@ -163,14 +160,14 @@ async fn converge(
     };
     let first = plan(&input);
     // Stored before acting: the holder is on record before ESC changes mode.
-    write_status(&api, cluster, previous, &first.status).await?;
+    write_status(ctx, cluster, previous, &first.status).await?;
     ctx.record_written(cluster, &first.status);
     let mut last = first.clone();
     if let (Some(action), Ok(access)) = (&first.action, &access) {
         let outcome = run_action(cluster, ctx, access, action).await;
         input.outcome = Some(outcome);
         last = plan(&input);
-        write_status(&api, cluster, &first.status, &last.status).await?;
+        write_status(ctx, cluster, &first.status, &last.status).await?;
         ctx.record_written(cluster, &last.status);
     }
     for PlannedEvent {
@@ -187,7 +184,7 @@ async fn converge(
 
 /// Writes `status` with server-side apply when it differs from what is stored.
 async fn write_status(
-    api: &Api<EscCluster>,
+    ctx: &Context,
     cluster: &EscCluster,
     stored: &EscClusterStatus,
     status: &EscClusterStatus,
@@ -195,26 +192,16 @@ async fn write_status(
     if stored == status {
         return Ok(());
     }
-    let patch = serde_json::json!({
-        "apiVersion": EscCluster::api_version(&()),
-        "kind": EscCluster::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::WriteStatus {
-        object: format!(
-            "{}/{}",
-            cluster.namespace().unwrap_or_default(),
-            cluster.name_any()
-        ),
-        source,
-    })?;
-    Ok(())
+    super::apply_status(&ctx.client, cluster, status)
+        .await
+        .map_err(|source| Error::WriteStatus {
+            object: format!(
+                "{}/{}",
+                cluster.namespace().unwrap_or_default(),
+                cluster.name_any()
+            ),
+            source,
+        })
 }
 
 /// Probes every node at once: `op_mode show` and `status --v` over one connection each.

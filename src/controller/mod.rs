@@ -138,6 +138,37 @@ where
     Ok(())
 }
 
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "esc-operator";
+
+/// Writes `object`'s status with server-side apply, as the operator's field manager. Callers
+/// compare with the stored status first: an unchanged status is never written.
+pub(crate) async fn apply_status<K>(
+    client: &kube::Client,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Now, in whole seconds: the API server stores times at second precision, so a finer `now`
 /// would make every stored status differ from the freshly planned one.
 pub(crate) fn now() -> crate::api::Time {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -47,8 +47,6 @@ use crate::plan::report::Problem;
 pub const CONTROLLER: &str = "escbackup";
 /// Held on every EscBackup: deletion cancels the run and applies the deletion policy first.
 pub const FINALIZER: &str = "escoperator.dev/backup";
-/// The field manager of every write this controller makes.
-pub const FIELD_MANAGER: &str = "esc-operator";
 /// At most this many plan → act rounds per reconcile (a run moves through at most a few steps
 /// before it waits for something).
 const ROUNDS: usize = 16;
@@ -287,7 +285,6 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
     let namespace = backup.namespace().unwrap_or_default();
     let name = backup.name_any();
     let uid = backup.uid().unwrap_or_default();
-    let api: Api<EscBackup> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut previous = stored_status(backup, ctx);
     if finished(&previous) {
         return Ok(Action::await_change());
@@ -345,7 +342,7 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
             events,
             requeue,
         } = plan(&input);
-        write_status(&api, backup, &previous, &status).await?;
+        write_status(ctx, backup, &previous, &status).await?;
         ctx.record_written(backup, &status);
         if !finished(&previous) && finished(&status) {
             record_outcome(ctx, backup, &status);
@@ -465,7 +462,7 @@ async fn load_target(ctx: &Context, backup: &EscBackup) -> Result<target::Target
 }
 
 async fn write_status(
-    api: &Api<EscBackup>,
+    ctx: &Context,
     backup: &EscBackup,
     stored: &EscBackupStatus,
     status: &EscBackupStatus,
@@ -473,22 +470,12 @@ async fn write_status(
     if stored == status {
         return Ok(());
     }
-    let patch = serde_json::json!({
-        "apiVersion": EscBackup::api_version(&()),
-        "kind": EscBackup::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &backup.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Write {
-        object: object(backup),
-        source,
-    })?;
-    Ok(())
+    super::apply_status(&ctx.client, backup, status)
+        .await
+        .map_err(|source| Error::Write {
+            object: object(backup),
+            source,
+        })
 }
 
 /// Creates the mover Job if it does not exist, then reports what it does.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -46,8 +46,6 @@ use crate::plan::restore::{
 pub const CONTROLLER: &str = "escrestore";
 /// Held on every EscRestore: deletion waits until the run cancelled or ended.
 pub const FINALIZER: &str = "escoperator.dev/restore";
-/// The field manager of every write this controller makes.
-pub const FIELD_MANAGER: &str = "esc-operator";
 /// At most this many plan → act rounds per reconcile.
 const ROUNDS: usize = 24;
 /// How long the operator waits to reach an scp source.
@@ -183,7 +181,6 @@ async fn drive(restore: &EscRestore, ctx: &Context, deleting: bool) -> Result<Ac
     let namespace = restore.namespace().unwrap_or_default();
     let name = restore.name_any();
     let uid = restore.uid().unwrap_or_default();
-    let api: Api<EscRestore> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut previous = stored_status(restore, ctx);
     if finished(&previous) {
         return Ok(Action::await_change());
@@ -204,18 +201,14 @@ async fn drive(restore: &EscRestore, ctx: &Context, deleting: bool) -> Result<Ac
         current_step(&previous),
         None | Some(crate::api::RestoreStep::Preflight)
     );
-    // The source is resolved where it is needed: the preflight and the staging.
-    let needs_source = matches!(
-        current_step(&previous),
-        None | Some(crate::api::RestoreStep::Preflight | crate::api::RestoreStep::Stage)
-    ) && queue == 0
-        && !deleting;
-    let source = if needs_source {
+    // The preflight judges the source; the staging resolves it again only when it creates its
+    // Job (not at every look at a running Job).
+    let source = if in_preflight && queue == 0 && !deleting {
         source::resolve(&ctx.client, &namespace, &restore.spec, &ctx.options.mover).await
     } else {
         Err(Problem::new(
             "NotNeeded",
-            "the source is only read before the staging",
+            "the source is only read by the preflight and to create the staging Job",
         ))
     };
     let secrets = match (&cluster, in_preflight && queue == 0 && !deleting) {
@@ -254,7 +247,7 @@ async fn drive(restore: &EscRestore, ctx: &Context, deleting: bool) -> Result<Ac
             events,
             requeue,
         } = plan(&input);
-        write_status(&api, restore, &previous, &status).await?;
+        write_status(ctx, restore, &previous, &status).await?;
         ctx.record_written(restore, &status);
         if !finished(&previous) && finished(&status) {
             record_outcome(ctx, restore, &status);
@@ -291,7 +284,6 @@ async fn drive(restore: &EscRestore, ctx: &Context, deleting: bool) -> Result<Ac
                     ctx,
                     restore,
                     cluster.as_ref(),
-                    &source,
                     &previous,
                     &job_name,
                     &node,
@@ -428,7 +420,6 @@ async fn stage(
     ctx: &Context,
     restore: &EscRestore,
     cluster: Option<&EscCluster>,
-    source: &Result<Source, Problem>,
     status: &EscRestoreStatus,
     job_name: &str,
     node: &str,
@@ -466,8 +457,10 @@ async fn stage(
             let created = async {
                 let cluster = cluster
                     .ok_or_else(|| Problem::new("ClusterNotFound", "the EscCluster is gone"))?;
-                let source = source.as_ref().map_err(Clone::clone)?;
-                create_stage_job(ctx, restore, cluster, source, status, job_name, node, path).await
+                let source =
+                    source::resolve(&ctx.client, &namespace, &restore.spec, &ctx.options.mover)
+                        .await?;
+                create_stage_job(ctx, restore, cluster, &source, status, job_name, node, path).await
             }
             .await;
             match created {
@@ -552,7 +545,7 @@ async fn create_stage_job(
 }
 
 async fn write_status(
-    api: &Api<EscRestore>,
+    ctx: &Context,
     restore: &EscRestore,
     stored: &EscRestoreStatus,
     status: &EscRestoreStatus,
@@ -560,22 +553,12 @@ async fn write_status(
     if stored == status {
         return Ok(());
     }
-    let patch = serde_json::json!({
-        "apiVersion": EscRestore::api_version(&()),
-        "kind": EscRestore::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &restore.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Write {
-        object: object(restore),
-        source,
-    })?;
-    Ok(())
+    super::apply_status(&ctx.client, restore, status)
+        .await
+        .map_err(|source| Error::Write {
+            object: object(restore),
+            source,
+        })
 }
 
 fn record_outcome(ctx: &Context, restore: &EscRestore, status: &EscRestoreStatus) {

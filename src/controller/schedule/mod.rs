@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -37,8 +37,6 @@ use crate::plan::schedule::{
 
 /// The controller's name in metrics, logs and Events.
 pub const CONTROLLER: &str = "escbackupschedule";
-/// The field manager of every write this controller makes.
-pub const FIELD_MANAGER: &str = "esc-operator";
 /// With a test clock, how often a schedule looks at the file again (its time does not pass by
 /// itself, so the sleep until the next scheduled time means nothing).
 const TEST_CLOCK_POLL: Duration = Duration::from_secs(1);
@@ -383,26 +381,12 @@ async fn write_status(
     if stored == status {
         return Ok(());
     }
-    let api: Api<EscBackupSchedule> = Api::namespaced(
-        ctx.client.clone(),
-        &schedule.namespace().unwrap_or_default(),
-    );
-    let patch = serde_json::json!({
-        "apiVersion": EscBackupSchedule::api_version(&()),
-        "kind": EscBackupSchedule::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &schedule.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| Error::Api {
-        object: object(schedule),
-        message: format!("writing status: {e}"),
-    })?;
-    Ok(())
+    super::apply_status(&ctx.client, schedule, status)
+        .await
+        .map_err(|e| Error::Api {
+            object: object(schedule),
+            message: format!("writing status: {e}"),
+        })
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 //! `observedGeneration` current). A commit that changes the EscCluster's spec is applied and
 //! waited for at its new generation. Applying the same revision again writes nothing (the
 //! API server's audit log shows no write to the fleet's objects). An EscBackup to MinIO added
-//! in Git runs; deleted in Git, it is pruned and (`deletionPolicy: Retain`) its artifact stays.
-//! An EscRestore from it runs once; pruned and re-added by Git, it is refused as
-//! `AlreadyRestored`.
+//! in Git runs, and the Kustomization is Ready only once the backup succeeded (the run reports
+//! `Ready` only then); deleted in Git, it is pruned and (`deletionPolicy: Retain`) its artifact
+//! stays. An EscRestore from it runs once, waited for the same way; pruned and re-added by Git,
+//! it is refused as `AlreadyRestored`, which is terminal (`Stalled=True`): the Kustomization's
+//! health check fails at once instead of at its timeout.
 //!
 //! The test bed's values for the chart (host network, API server on loopback, one replica) are
 //! those of `tests/helm_install.rs`, given in the HelmRelease.
@@ -258,6 +260,36 @@ async fn wait_ready(
     }
 }
 
+/// Waits until the Kustomization's health check failed at `revision`; returns it. Gives up at
+/// the Kustomization's own timeout (3 min), so a check that only times out fails the test.
+async fn wait_health_failed(
+    api: &Api<DynamicObject>,
+    name: &str,
+    revision: &str,
+    context: impl Fn() -> String,
+) -> Result<DynamicObject> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let obj = api.get(name).await?;
+        let failed = condition(&obj, "Ready")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "HealthCheckFailed");
+        let at = obj.data["status"]["lastAttemptedRevision"]
+            .as_str()
+            .is_some_and(|attempted| attempted.ends_with(revision));
+        if failed && at {
+            return Ok(obj);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{name} did not fail its health check at {revision}: {}\n{}",
+                serde_json::to_string_pretty(&obj.data["status"])?,
+                context()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Writes by anyone but a ServiceAccount (so: by Flux, which runs as the cluster's admin) to
 /// the fleet's Secrets and EscClusters (their spec, not status) since `since`; not the
 /// server-side dry runs Flux computes its diff with (they change nothing).
@@ -425,7 +457,9 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
                 "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                 "metadata": { "name": "fleet", "namespace": flux_ns.name() },
                 "spec": {
-                    "interval": "1m", "retryInterval": "5s", "timeout": "2m",
+                    // Long enough for a backup and a restore to run to their end; a stalled
+                    // run must fail the health check long before it.
+                    "interval": "1m", "retryInterval": "5s", "timeout": "3m",
                     "path": "./fleet", "prune": true, "wait": true,
                     "targetNamespace": fleet.name(),
                     "sourceRef": { "kind": "GitRepository", "name": "fleet" }
@@ -569,17 +603,15 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         logs,
     )
     .await?;
+    // `wait: true` waited for the backup itself (kstatus: Ready only once it succeeded).
     let backups: Api<EscBackup> = Api::namespaced(client.clone(), fleet.name());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let artifact = loop {
-        let status = backups.get("nightly").await?.status.unwrap_or_default();
-        match status.phase {
-            Some(RunPhase::Succeeded) => break status.artifact.context("no artifact")?,
-            Some(RunPhase::Failed) => bail!("the backup failed: {status:?}"),
-            _ if Instant::now() > deadline => bail!("the backup did not finish: {status:?}"),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
+    let status = backups.get("nightly").await?.status.unwrap_or_default();
+    assert_eq!(
+        status.phase,
+        Some(RunPhase::Succeeded),
+        "the Kustomization was Ready before the backup ended: {status:?}"
+    );
+    let artifact = status.artifact.context("no artifact")?;
     let key = artifact
         .uri
         .strip_prefix("s3://backups/")
@@ -633,12 +665,16 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
     )
     .await?;
     let restores: Api<EscRestore> = Api::namespaced(client.clone(), fleet.name());
-    let first_run = restore_ended(&restores, "rollback").await?;
+    let first_run = restores
+        .get("rollback")
+        .await?
+        .status
+        .context("no status")?;
     assert_eq!(
         first_run.run.phase,
         Some(RunPhase::Succeeded),
-        "{:?}",
-        first_run.run.failure
+        "the Kustomization was Ready before the restore ended: {:?}",
+        first_run.run
     );
     eprintln!("restored after {:?}", started.elapsed());
     std::fs::rename(
@@ -674,6 +710,7 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
     )?;
     let seventh = git(work, &["rev-parse", "HEAD"])?;
     publish()?;
+    let published = Instant::now();
     // Flux applies it; the operator refuses it.
     let deadline = Instant::now() + Duration::from_secs(120);
     while restores.get_opt("rollback").await?.is_none() {
@@ -689,9 +726,29 @@ async fn flux_installs_the_operator_from_git_and_waits_for_the_esc_cluster() -> 
         Some("AlreadyRestored"),
         "{again:?}"
     );
+    let stalled = again
+        .run
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .map(|c| (c.status.as_str(), c.reason.as_str()));
+    assert_eq!(stalled, Some(("True", "AlreadyRestored")), "{again:?}");
     eprintln!(
         "re-created restore refused at {seventh} after {:?}",
         started.elapsed()
     );
+    // The refusal is terminal (Stalled): the pipeline fails now, not at its 3-minute timeout.
+    let failed = wait_health_failed(&kustomizations, "fleet", &seventh, logs).await?;
+    let message = condition(&failed, "Ready").context("no Ready")?["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("rollback"), "{message}");
+    let took = published.elapsed();
+    assert!(
+        took < Duration::from_secs(120),
+        "the health check failed only after {took:?}: {message}"
+    );
+    eprintln!("Kustomization failed fast, {took:?} after the commit: {message}");
     Ok(())
 }

@@ -28,12 +28,39 @@ use kube::CustomResourceExt;
 
 /// The CRDs of every kind, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         EscCluster::crd(),
         EscBackup::crd(),
         EscRestore::crd(),
         EscBackupSchedule::crd(),
-    ]
+    ];
+    crds.iter_mut().for_each(default_status_unobserved);
+    crds
+}
+
+/// A new object reads back with `status.observedGeneration: 0` until the operator first writes
+/// its status. Without it, a just-created object has no status at all, which kstatus (Flux's
+/// and Argo CD's health checks) counts as Current: a Kustomization with `wait: true` that looks
+/// before the operator does would pass an EscBackup that has not even started. Generation 0
+/// never matches a real `metadata.generation`, so the object counts as in progress instead.
+/// The API server applies the default when it reads the object, not only when it is written,
+/// so the status subresource's rule that a create carries no status does not undo it.
+fn default_status_unobserved(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        if let Some(status) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"))
+        {
+            status.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    serde_json::json!({ "observedGeneration": 0 }),
+                ),
+            );
+        }
+    }
 }
 
 /// CRDs as a multi-document YAML stream, each document preceded by `---` and a header that

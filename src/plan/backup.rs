@@ -31,13 +31,9 @@ use crate::api::{
 };
 
 pub use super::run::{
-    ClusterView, DATABASE_FILE, MAINTENANCE_ENTRY_TIMEOUT, MAINTENANCE_EXIT_WAIT, RemoteCommand,
-    RemoteOutcome, short_uid, step_timeout,
+    COMPLETE, ClusterView, DATABASE_FILE, FAILED, MAINTENANCE_ENTRY_TIMEOUT, MAINTENANCE_EXIT_WAIT,
+    READY, RECONCILING, RemoteCommand, RemoteOutcome, STALLED, short_uid, step_timeout,
 };
-
-/// Condition types of an EscBackup.
-pub const COMPLETE: &str = "Complete";
-pub const FAILED: &str = "Failed";
 
 /// What the last action found.
 #[derive(Clone, Debug, PartialEq)]
@@ -228,6 +224,12 @@ pub fn plan(input: &BackupInput<'_>) -> BackupPlan {
         None | Some(RunPhase::Pending) => p.admit(),
         Some(RunPhase::Running) => p.advance(),
     }
+    p.status.conditions = super::conditions::merge(
+        &p.status.conditions,
+        &super::run::run_conditions(&p.status, "Succeeded"),
+        input.generation,
+        &input.now,
+    );
     BackupPlan {
         status: p.status,
         action: p.action,
@@ -834,7 +836,6 @@ impl Planner<'_, '_> {
                 message: problem.message.clone(),
             });
         }
-        self.set_conditions(false, &problem.reason, &problem.message);
     }
 
     fn finish_succeeded(&mut self) {
@@ -847,22 +848,6 @@ impl Planner<'_, '_> {
         self.status.message = Some(message.clone());
         self.events
             .push(PlannedEvent::normal("Succeeded", &message));
-        self.set_conditions(true, "Succeeded", &message);
-    }
-
-    fn set_conditions(&mut self, ok: bool, reason: &str, message: &str) {
-        use super::conditions::{Desired, merge};
-        let generation = self.input.generation;
-        let wanted = [
-            Desired::new(COMPLETE, ok, if ok { reason } else { "Failed" }, message),
-            Desired::new(FAILED, !ok, if ok { "Succeeded" } else { reason }, message),
-        ];
-        self.status.conditions = merge(
-            &self.status.conditions,
-            &wanted,
-            generation,
-            &self.input.now,
-        );
     }
 }
 

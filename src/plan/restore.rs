@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use super::report::{PlannedEvent, Problem};
 pub use super::run::{
-    ClusterView, DATABASE_FILE, MAINTENANCE_ENTRY_TIMEOUT, MAINTENANCE_EXIT_WAIT, RemoteCommand,
-    RemoteOutcome, short_uid, step_timeout,
+    COMPLETE, ClusterView, DATABASE_FILE, FAILED, MAINTENANCE_ENTRY_TIMEOUT, MAINTENANCE_EXIT_WAIT,
+    READY, RECONCILING, RemoteCommand, RemoteOutcome, STALLED, short_uid, step_timeout,
 };
 use crate::api::{
     Artifact, ArtifactOrigin, ClusterState, EscNodeStatus, EscRestoreSpec, EscRestoreStatus,
@@ -42,9 +42,7 @@ use crate::api::{
 use crate::esc::EscVersion;
 use crate::esc::history::RestoreRecord;
 
-/// Condition types of an EscRestore.
-pub const COMPLETE: &str = "Complete";
-pub const FAILED: &str = "Failed";
+/// Condition type of an EscRestore with `spec.dryRun` (besides the run conditions).
 pub const DRY_RUN: &str = "DryRun";
 
 /// Room left on the restore node beyond the staged database (escadm restore unpacks beside it).
@@ -400,6 +398,7 @@ pub fn plan(input: &RestoreInput<'_>) -> RestorePlan {
         None | Some(RunPhase::Pending) => p.admit(),
         Some(RunPhase::Running) => p.advance(),
     }
+    p.set_conditions();
     RestorePlan {
         status: p.status,
         action: p.action,
@@ -1523,8 +1522,6 @@ impl Planner<'_, '_> {
                 message: problem.message.clone(),
             });
         }
-        let message = self.status.run.message.clone().unwrap_or_default();
-        self.set_conditions(false, &problem.reason, &message, None);
     }
 
     fn finish_succeeded(&mut self) {
@@ -1542,7 +1539,6 @@ impl Planner<'_, '_> {
         self.status.run.message = Some(message.clone());
         self.events
             .push(PlannedEvent::normal("Succeeded", &message));
-        self.set_conditions(true, "Succeeded", &message, None);
     }
 
     fn finish_dry_run(&mut self, summary: &str) {
@@ -1552,21 +1548,21 @@ impl Planner<'_, '_> {
         self.status.run.message = Some(message.clone());
         self.events
             .push(PlannedEvent::normal("DryRunSucceeded", &message));
-        self.set_conditions(true, "DryRun", &message, Some(true));
     }
 
-    fn set_conditions(&mut self, ok: bool, reason: &str, message: &str, dry_run: Option<bool>) {
+    /// The run conditions, and `DryRun` for a dry run: what it did not do is said from the
+    /// start.
+    fn set_conditions(&mut self) {
         use super::conditions::{Desired, merge};
-        let mut wanted = vec![
-            Desired::new(COMPLETE, ok, if ok { reason } else { "Failed" }, message),
-            Desired::new(FAILED, !ok, if ok { "Succeeded" } else { reason }, message),
-        ];
-        if dry_run.is_some() || self.input.spec.dry_run {
+        let dry_run = self.input.spec.dry_run;
+        let succeeded = if dry_run { "DryRun" } else { "Succeeded" };
+        let mut wanted = super::run::run_conditions(&self.status.run, succeeded);
+        if dry_run && !wanted.is_empty() {
             wanted.push(Desired::new(
                 DRY_RUN,
                 true,
                 "DryRun",
-                "spec.dryRun: only the preflight ran; nothing on ESC changed",
+                "spec.dryRun: only the preflight runs; nothing on ESC is changed",
             ));
         }
         self.status.run.conditions = merge(

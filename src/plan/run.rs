@@ -4,8 +4,24 @@
 
 use std::time::Duration;
 
+use std::fmt::Debug;
+
+use super::conditions::Desired;
 use super::report::Problem;
-use crate::api::{MaintenanceWindow, NodeFile, StepState, StepStatus, Time, Topology};
+use crate::api::{
+    MaintenanceWindow, NodeFile, RunPhase, RunStatus, StepState, StepStatus, Time, Topology,
+};
+
+/// Condition types of a run (EscBackup, EscRestore). `Ready`, `Reconciling` and `Stalled` are
+/// the kstatus set that Flux and Argo CD health checks read: a run is `Ready` only once it
+/// succeeded, `Reconciling` while queued or running, and `Stalled` when it failed for good, so a
+/// pipeline that waits for it fails at once instead of timing out. `Complete` and `Failed` are
+/// for `kubectl wait --for=condition=Complete`, as on a Job.
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+pub const COMPLETE: &str = "Complete";
+pub const FAILED: &str = "Failed";
 
 /// How long a run waits for ESC to enter maintenance (in-flight transactions draining) before
 /// it gives up.
@@ -113,5 +129,206 @@ pub fn close_window(window: &mut Option<MaintenanceWindow>, now: &Time) {
     {
         w.seconds = Some(now.0.as_second() - w.started_at.0.as_second());
         w.ended_at = Some(now.clone());
+    }
+}
+
+/// The conditions of a run, derived from its status alone (so a resumed operator writes the same
+/// list, and an unchanged run writes nothing). `succeeded_reason` is the `Ready` reason of a
+/// successful run (`Succeeded`, or `DryRun` for a restore that only checked).
+///
+/// `Reconciling` and `Stalled` are present only while true, as Flux's own kinds do; `Complete`
+/// and `Failed` only once the run has ended.
+pub fn run_conditions<S: Debug>(run: &RunStatus<S>, succeeded_reason: &str) -> Vec<Desired> {
+    let message = run.message.clone().unwrap_or_default();
+    match run.phase {
+        None => Vec::new(),
+        Some(RunPhase::Pending) => {
+            let message = if message.is_empty() {
+                "accepted; waiting for its turn".to_owned()
+            } else {
+                message
+            };
+            vec![
+                Desired::new(READY, false, "Queued", message.clone()),
+                Desired::new(RECONCILING, true, "Queued", message),
+            ]
+        }
+        Some(RunPhase::Running) => {
+            let step = run
+                .steps
+                .last()
+                .filter(|s| s.state == StepState::Running)
+                .map(|s| format!("{:?}", s.name));
+            let (reason, message) = match (&run.failure, step) {
+                (Some(f), step) => (
+                    "CleaningUp",
+                    format!(
+                        "failed in {} ({}): {}; undoing what the run changed{}",
+                        if f.step.is_empty() {
+                            "preflight"
+                        } else {
+                            &f.step
+                        },
+                        f.reason,
+                        f.message,
+                        step.map(|s| format!(" ({s})")).unwrap_or_default()
+                    ),
+                ),
+                (None, Some(step)) => ("Running", format!("step {step} is running")),
+                (None, None) => ("Running", "running".to_owned()),
+            };
+            vec![
+                Desired::new(READY, false, reason, message.clone()),
+                Desired::new(RECONCILING, true, reason, message),
+            ]
+        }
+        Some(RunPhase::Succeeded) => vec![
+            Desired::new(READY, true, succeeded_reason, message.clone()),
+            Desired::new(COMPLETE, true, succeeded_reason, message.clone()),
+            Desired::new(FAILED, false, succeeded_reason, message),
+        ],
+        Some(RunPhase::Failed) => {
+            // A failed phase without a recorded failure is still a failure; never Ready.
+            let reason = run
+                .failure
+                .as_ref()
+                .map_or("Failed".to_owned(), |f| f.reason.clone());
+            vec![
+                Desired::new(READY, false, reason.clone(), message.clone()),
+                Desired::new(STALLED, true, reason.clone(), message.clone()),
+                Desired::new(COMPLETE, false, "Failed", message.clone()),
+                Desired::new(FAILED, true, reason, message),
+            ]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BackupStep, RunFailure};
+
+    fn status(phase: Option<RunPhase>) -> RunStatus<BackupStep> {
+        RunStatus {
+            phase,
+            ..serde_json::from_str("{}").unwrap()
+        }
+    }
+
+    fn step(name: BackupStep, state: StepState) -> StepStatus<BackupStep> {
+        StepStatus {
+            name,
+            state,
+            started_at: None,
+            finished_at: None,
+            message: None,
+        }
+    }
+
+    fn kstatus(conditions: &[Desired]) -> Vec<(&str, bool, &str)> {
+        conditions
+            .iter()
+            .map(|c| (c.type_, c.status, c.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_is_ready_only_once_it_succeeded_and_stalled_once_it_failed() {
+        assert!(run_conditions(&status(None), "Succeeded").is_empty());
+        let queued = RunStatus {
+            queue_position: Some(2),
+            message: Some("waiting for 2 earlier runs".into()),
+            ..status(Some(RunPhase::Pending))
+        };
+        assert_eq!(
+            kstatus(&run_conditions(&queued, "Succeeded")),
+            [(READY, false, "Queued"), (RECONCILING, true, "Queued")]
+        );
+        let running = RunStatus {
+            steps: vec![
+                step(BackupStep::Preflight, StepState::Succeeded),
+                step(BackupStep::BackupDatabase, StepState::Running),
+            ],
+            ..status(Some(RunPhase::Running))
+        };
+        let conditions = run_conditions(&running, "Succeeded");
+        assert_eq!(
+            kstatus(&conditions),
+            [(READY, false, "Running"), (RECONCILING, true, "Running")]
+        );
+        assert_eq!(conditions[0].message, "step BackupDatabase is running");
+        let failure = RunFailure {
+            step: "Upload".into(),
+            reason: "UploadFailed".into(),
+            message: "the bucket refused the write".into(),
+        };
+        let cleaning = RunStatus {
+            failure: Some(failure.clone()),
+            steps: vec![step(BackupStep::Cleanup, StepState::Running)],
+            ..status(Some(RunPhase::Running))
+        };
+        let conditions = run_conditions(&cleaning, "Succeeded");
+        // Not terminal yet: the cleanup still runs, so not Stalled.
+        assert_eq!(
+            kstatus(&conditions),
+            [
+                (READY, false, "CleaningUp"),
+                (RECONCILING, true, "CleaningUp")
+            ]
+        );
+        assert!(conditions[0].message.contains("UploadFailed"));
+        let failed = RunStatus {
+            failure: Some(failure),
+            message: Some("failed in Upload: the bucket refused the write".into()),
+            ..status(Some(RunPhase::Failed))
+        };
+        assert_eq!(
+            kstatus(&run_conditions(&failed, "Succeeded")),
+            [
+                (READY, false, "UploadFailed"),
+                (STALLED, true, "UploadFailed"),
+                (COMPLETE, false, "Failed"),
+                (FAILED, true, "UploadFailed"),
+            ]
+        );
+        assert_eq!(
+            kstatus(&run_conditions(
+                &status(Some(RunPhase::Succeeded)),
+                "DryRun"
+            )),
+            [
+                (READY, true, "DryRun"),
+                (COMPLETE, true, "DryRun"),
+                (FAILED, false, "DryRun"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_phase_without_a_recorded_failure_is_never_ready() {
+        let conditions = run_conditions(&status(Some(RunPhase::Failed)), "Succeeded");
+        assert_eq!(
+            kstatus(&conditions),
+            [
+                (READY, false, "Failed"),
+                (STALLED, true, "Failed"),
+                (COMPLETE, false, "Failed"),
+                (FAILED, true, "Failed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_run_gives_the_same_conditions() {
+        let running = RunStatus {
+            steps: vec![step(BackupStep::Upload, StepState::Running)],
+            ..status(Some(RunPhase::Running))
+        };
+        let now = Time(jiff::Timestamp::from_second(1_000).unwrap());
+        let later = Time(jiff::Timestamp::from_second(2_000).unwrap());
+        let wanted = run_conditions(&running, "Succeeded");
+        let first = super::super::conditions::merge(&[], &wanted, Some(1), &now);
+        let second = super::super::conditions::merge(&first, &wanted, Some(1), &later);
+        assert_eq!(first, second);
     }
 }

@@ -298,10 +298,9 @@ fn an_ha_backup_runs_the_manuals_order_with_one_window_around_escadm_backup() {
             (StopMaster, Skipped),
         ]
     );
-    assert!(super::super::conditions::is_true(
-        &run.status.conditions,
-        COMPLETE
-    ));
+    let types = |s: &str| super::super::conditions::is_true(&run.status.conditions, s);
+    assert!(types(COMPLETE) && types(READY));
+    assert!(!types(RECONCILING) && !types(STALLED) && !types(FAILED));
     // Over: nothing more, ever.
     let again = run.plan(None);
     assert_eq!((again.action, again.events), (None, vec![]));
@@ -424,10 +423,12 @@ fn preflight_fails_fast_on_a_cluster_that_cannot_be_backed_up() {
         );
         assert!(p.events.iter().any(|e| e.warning && e.reason == reason));
         assert!(run.status.message.as_deref().unwrap().contains(reason));
-        assert!(super::super::conditions::is_true(
-            &run.status.conditions,
-            FAILED
-        ));
+        let types = |s: &str| super::super::conditions::is_true(&run.status.conditions, s);
+        // Stalled: a pipeline waiting on this backup fails now, not at its timeout.
+        assert!(types(FAILED) && types(STALLED), "{reason}");
+        assert!(!types(READY) && !types(RECONCILING), "{reason}");
+        let stalled = super::super::conditions::find(&run.status.conditions, STALLED).unwrap();
+        assert_eq!(stalled.reason, reason);
     }
 }
 

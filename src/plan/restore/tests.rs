@@ -564,6 +564,11 @@ fn a_dry_run_reports_the_plan_and_changes_nothing() {
     assert!(run.commands().is_empty(), "{:?}", run.commands());
     let dry = crate::plan::conditions::find(&run.status.run.conditions, DRY_RUN).unwrap();
     assert_eq!(dry.status, "True");
+    let ready = crate::plan::conditions::find(&run.status.run.conditions, READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "DryRun")
+    );
     let plan: Vec<_> = run
         .status
         .plan

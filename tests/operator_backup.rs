@@ -17,7 +17,7 @@ use esc_operator::api::{
     ScpLocation,
 };
 use esc_operator::mover::ArchiveReader;
-use esc_operator::plan::backup::current_step;
+use esc_operator::plan::backup::{current_step, mover_job_name};
 use esc_testbed::cluster::{TestCluster, TestNamespace};
 use esc_testbed::operator::{Operator, operator_identity};
 use esc_testbed::operator_image::OperatorImage;
@@ -785,6 +785,53 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     );
     assert!(failure.message.contains("SHA256:"), "{failure:?}");
     assert_eq!(f.journal_words()?.len(), before);
+
+    // Someone else's Job under the mover Job's name (RBAC cannot tell the operator's Jobs from
+    // others in the namespace; ownership can): the run fails, the Job is neither read as the
+    // result nor deleted, ESC is back in operation and nothing is left on the node.
+    f.sim.nodes()[0].fault_once("log", FaultKind::Hang { seconds: 4.0 })?;
+    let target = f
+        .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+        .await?;
+    f.create_backup("squatted", target, |_| {}).await?;
+    f.wait_backup("squatted", "in CollectMasterLogs", BACKUP, |s| {
+        current_step(s) == Some(BackupStep::CollectMasterLogs)
+    })
+    .await?;
+    let uid = f.backups().get("squatted").await?.metadata.uid.unwrap();
+    let squatter = mover_job_name("squatted", &uid);
+    let jobs: Api<Job> = Api::namespaced(self::cluster().client(), f.ns.name());
+    let foreign: Job = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": squatter, "labels": { "job-name": squatter } },
+        "spec": {
+            "suspend": true,
+            "template": { "spec": {
+                "restartPolicy": "Never",
+                "containers": [{ "name": "mover", "image": "localhost/not-the-mover:none" }]
+            }}
+        }
+    }))?;
+    let created = jobs.create(&PostParams::default(), &foreign).await?;
+    let s = f.wait_backup("squatted", "Failed", BACKUP, failed).await?;
+    let failure = s.failure.clone().context("no failure")?;
+    assert_eq!(
+        (failure.step.as_str(), failure.reason.as_str()),
+        ("Upload", "MoverJobNotOwned"),
+        "{failure:?}"
+    );
+    assert!(failure.message.contains(&squatter), "{failure:?}");
+    let kept = jobs
+        .get_opt(&squatter)
+        .await?
+        .context("the foreign Job was deleted")?;
+    assert_eq!(kept.metadata.uid, created.metadata.uid);
+    assert!(kept.metadata.owner_references.is_none());
+    assert_eq!(
+        f.sim.journal()?.mode_changes().last().map(|m| m.2),
+        Some(Mode::Operation)
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    jobs.delete(&squatter, &DeleteParams::default()).await?;
 
     // A missing EscCluster fails fast in the preflight, nothing sent to ESC.
     let before = f.journal_words()?.len();

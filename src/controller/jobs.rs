@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, PostParams, Preconditions, PropagationPolicy,
+};
 
 use super::backup::job;
 use super::context::Context;
@@ -73,31 +75,43 @@ pub async fn progress(
     job::last_progress(&log)
 }
 
-pub async fn job_pod(ctx: &Context, namespace: &str, job_name: &str) -> Option<Pod> {
+/// The pod of the mover Job `job` (the newest it controls).
+pub async fn job_pod(ctx: &Context, namespace: &str, job: &Job) -> Option<Pod> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let job_name = job.name_any();
     let list = pods
         .list(&ListParams::default().labels(&format!("job-name={job_name}")))
         .await
         .ok()?;
-    // backoffLimit 0: one pod; the newest if the Job controller made another.
-    list.items
-        .into_iter()
-        .max_by_key(|p| p.meta().creation_timestamp.clone().map(|t| t.0))
+    job::newest_pod_of(list.items, job.uid().as_deref().unwrap_or_default())
 }
 
-/// Deletes a mover Job that is still running (cancel or failure); its pod goes with it.
-pub async fn stop_job(ctx: &Context, namespace: &str, job_name: &str) {
+/// Deletes a mover Job that is still running (cancel or failure); its pod goes with it. Only a
+/// Job that the run `run_uid` controls, and only that very Job (a uid precondition): a Job of
+/// the same name made by someone else is left alone.
+pub async fn stop_job(ctx: &Context, namespace: &str, job_name: &str, run_uid: &str) {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..DeleteParams::default()
-    };
     match jobs.get_opt(job_name).await {
         Ok(Some(job)) => {
+            if !job::controlled_by(&job.metadata, run_uid) {
+                tracing::warn!(
+                    job = job_name,
+                    "not deleting the Job: this run did not create it"
+                );
+                return;
+            }
             let done = job
                 .status
                 .as_ref()
                 .is_some_and(|s| s.completion_time.is_some() || s.failed.unwrap_or(0) > 0);
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                preconditions: Some(Preconditions {
+                    uid: job.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
             if !done && let Err(e) = jobs.delete(job_name, &params).await {
                 tracing::warn!(error = %e, job = job_name, "could not delete the mover Job");
             }

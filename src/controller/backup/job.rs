@@ -324,9 +324,9 @@ pub enum JobState {
 }
 
 /// What a backup's Job is doing. Pure. Fail closed: `Succeeded` only with a backup's report of
-/// success.
-pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
-    match job_state(job, pod) {
+/// success, from a Job that `run_uid` controls.
+pub fn job_view(job: &Job, pod: Option<&Pod>, run_uid: &str) -> JobView {
+    match job_state(job, pod, run_uid) {
         JobState::Running => JobView::Running(None),
         JobState::Failed(p) => JobView::Failed(p),
         JobState::Completed(MoverReport::Succeeded {
@@ -344,10 +344,43 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
     }
 }
 
+/// Whether the object with `uid` is `meta`'s controller (the ownerReference with
+/// `controller: true`). Labels and names prove nothing: anyone who may create a Job or a pod in
+/// the namespace may copy them.
+pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    !uid.is_empty()
+        && meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// The newest of `pods` that the Job with `job_uid` controls (the Job controller makes another
+/// pod only if the first is lost; `backoffLimit` is 0). Pods that merely carry its labels are
+/// ignored: their termination message is not the mover's report.
+pub fn newest_pod_of(pods: Vec<Pod>, job_uid: &str) -> Option<Pod> {
+    pods.into_iter()
+        .filter(|p| controlled_by(&p.metadata, job_uid))
+        .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
+}
+
 /// What the Job is doing, from the Job and (once it ended) its pod. Pure. Fail closed: a Job
-/// is `Completed` only when it completed *and* its pod's termination message is a mover report
-/// of success.
-pub fn job_state(job: &Job, pod: Option<&Pod>) -> JobState {
+/// is `Completed` only when this run (`run_uid`) controls it, it completed, *and* its pod's
+/// termination message is a mover report of success. A Job of the same name that the run did
+/// not make is a failure of the run: it is never read as the run's result.
+pub fn job_state(job: &Job, pod: Option<&Pod>, run_uid: &str) -> JobState {
+    if !controlled_by(&job.metadata, run_uid) {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        return JobState::Failed(Problem::new(
+            "MoverJobNotOwned",
+            format!(
+                "a Job named {name} exists in this namespace but this run did not create it; the \
+                 operator neither reads nor deletes it: remove or rename that Job, then create \
+                 the run again"
+            ),
+        ));
+    }
     let conditions = job
         .status
         .as_ref()

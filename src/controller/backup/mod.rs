@@ -368,7 +368,8 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
             BackupAction::Verify => Observed::Stored(verify(ctx, backup).await),
             BackupAction::Cleanup { files, stop_mover } => {
                 if let Some(job_name) = stop_mover {
-                    jobs::stop_job(ctx, &namespace, &job_name).await;
+                    let uid = backup.uid().unwrap_or_default();
+                    jobs::stop_job(ctx, &namespace, &job_name, &uid).await;
                 }
                 Observed::Cleaned(remote.cleanup(&files).await)
             }
@@ -491,13 +492,11 @@ async fn mover(
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     match jobs.get_opt(job_name).await {
         Ok(Some(job)) => {
-            let pod = jobs::job_pod(ctx, &namespace, job_name).await;
-            match job_view(&job, pod.as_ref()) {
+            let pod = jobs::job_pod(ctx, &namespace, &job).await;
+            let uid = backup.uid().unwrap_or_default();
+            match job_view(&job, pod.as_ref(), &uid) {
                 JobView::Running(_) => JobView::Running(match &pod {
-                    Some(pod) => {
-                        let uid = backup.uid().unwrap_or_default();
-                        jobs::progress(ctx, &namespace, &uid, pod).await
-                    }
+                    Some(pod) => jobs::progress(ctx, &namespace, &uid, pod).await,
                     None => None,
                 }),
                 done => done,

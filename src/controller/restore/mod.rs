@@ -315,7 +315,8 @@ async fn drive(restore: &EscRestore, ctx: &Context, deleting: bool) -> Result<Ac
             }
             RestoreAction::Cleanup { files, stop_job } => {
                 if let Some(job_name) = stop_job {
-                    jobs::stop_job(ctx, &namespace, &job_name).await;
+                    let uid = restore.uid().unwrap_or_default();
+                    jobs::stop_job(ctx, &namespace, &job_name, &uid).await;
                 }
                 Observed::Cleaned(remote.cleanup(&files).await)
             }
@@ -429,13 +430,11 @@ async fn stage(
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     match jobs_api.get_opt(job_name).await {
         Ok(Some(job)) => {
-            let pod = jobs::job_pod(ctx, &namespace, job_name).await;
-            match job_state(&job, pod.as_ref()) {
+            let pod = jobs::job_pod(ctx, &namespace, &job).await;
+            let uid = restore.uid().unwrap_or_default();
+            match job_state(&job, pod.as_ref(), &uid) {
                 JobState::Running => StageView::Running(match &pod {
-                    Some(pod) => {
-                        let uid = restore.uid().unwrap_or_default();
-                        jobs::progress(ctx, &namespace, &uid, pod).await
-                    }
+                    Some(pod) => jobs::progress(ctx, &namespace, &uid, pod).await,
                     None => None,
                 }),
                 JobState::Failed(p) => StageView::Failed(p),

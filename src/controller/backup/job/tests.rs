@@ -133,6 +133,8 @@ fn job(condition: Option<(&str, &str)>) -> Job {
     Job {
         metadata: ObjectMeta {
             name: Some("nightly-mover-0f1e2".into()),
+            uid: Some("job-uid".into()),
+            owner_references: Some(vec![owner()]),
             ..ObjectMeta::default()
         },
         spec: None,
@@ -173,6 +175,8 @@ fn pod(message: Option<&str>, reason: &str) -> Pod {
     }
 }
 
+const RUN: &str = "0f1e";
+
 const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 #[test]
@@ -182,7 +186,7 @@ fn a_completed_job_succeeds_only_with_a_succeeded_report() {
     );
     let complete = job(Some(("Complete", "CompletionsReached")));
     assert_eq!(
-        job_view(&complete, Some(&pod(Some(&ok), "Completed"))),
+        job_view(&complete, Some(&pod(Some(&ok), "Completed")), RUN),
         JobView::Succeeded(StoredArtifact {
             uri: "s3://b/k.tar".into(),
             size: 42,
@@ -195,37 +199,95 @@ fn a_completed_job_succeeds_only_with_a_succeeded_report() {
         (Some("done"), "MoverReportUnreadable"),
         (Some(r#"{"result":"Maybe"}"#), "MoverReportUnreadable"),
     ] {
-        let JobView::Failed(p) = job_view(&complete, Some(&pod(message, "Completed"))) else {
+        let JobView::Failed(p) = job_view(&complete, Some(&pod(message, "Completed")), RUN) else {
             panic!("{message:?} counted as success");
         };
         assert_eq!(p.reason, reason);
     }
     // The pod not seen yet (the watch lags): look again rather than guess.
-    assert_eq!(job_view(&complete, None), JobView::Running(None));
+    assert_eq!(job_view(&complete, None, RUN), JobView::Running(None));
 }
 
 #[test]
 fn a_failed_job_gives_the_movers_reason_or_the_pods() {
     let report = r#"{"result":"Failed","step":"Transfer","reason":"NoSuchBucket","message":"bucket b does not exist"}"#;
     let failed = job(Some(("Failed", "BackoffLimitExceeded")));
-    let JobView::Failed(p) = job_view(&failed, Some(&pod(Some(report), "Error"))) else {
+    let JobView::Failed(p) = job_view(&failed, Some(&pod(Some(report), "Error")), RUN) else {
         panic!()
     };
     assert_eq!(
         (p.reason.as_str(), p.message.as_str()),
         ("NoSuchBucket", "bucket b does not exist")
     );
-    let JobView::Failed(p) = job_view(&failed, Some(&pod(None, "OOMKilled"))) else {
+    let JobView::Failed(p) = job_view(&failed, Some(&pod(None, "OOMKilled")), RUN) else {
         panic!()
     };
     assert_eq!(p.reason, "MoverOOMKilled");
     assert!(p.message.contains("OOMKilled") && p.message.contains("kubectl logs"));
     let deadline = job(Some(("Failed", "DeadlineExceeded")));
-    let JobView::Failed(p) = job_view(&deadline, None) else {
+    let JobView::Failed(p) = job_view(&deadline, None, RUN) else {
         panic!()
     };
     assert_eq!(p.reason, "MoverDeadlineExceeded");
-    assert_eq!(job_view(&job(None), None), JobView::Running(None));
+    assert_eq!(job_view(&job(None), None, RUN), JobView::Running(None));
+}
+
+#[test]
+fn a_job_this_run_does_not_control_is_never_its_result() {
+    let ok = format!(
+        r#"{{"result":"Succeeded","uri":"s3://b/k.tar","size":42,"sha256":"{SHA}","members":[],"seconds":1.0,"bytesPerSecond":42.0}}"#
+    );
+    let complete = job(Some(("Complete", "CompletionsReached")));
+    let done = pod(Some(&ok), "Completed");
+    // Same name, same report: another run's Job, a Job with no owner, one owned but not
+    // controlled, and a run without a uid all fail closed.
+    let mut no_owner = complete.clone();
+    no_owner.metadata.owner_references = None;
+    let mut not_controller = complete.clone();
+    not_controller.metadata.owner_references = Some(vec![OwnerReference {
+        controller: None,
+        ..owner()
+    }]);
+    for (job, run) in [
+        (&complete, "another-run"),
+        (&no_owner, RUN),
+        (&not_controller, RUN),
+        (&complete, ""),
+    ] {
+        let JobView::Failed(p) = job_view(job, Some(&done), run) else {
+            panic!("a Job {run:?} does not control counted as its result");
+        };
+        assert_eq!(p.reason, "MoverJobNotOwned");
+        assert!(p.message.contains("nightly-mover-0f1e2"), "{}", p.message);
+    }
+}
+
+#[test]
+fn only_a_pod_the_job_controls_is_its_pod() {
+    let made = |name: &str, controller: &str, at: i64| Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            creation_timestamp: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::from_second(at).unwrap(),
+            )),
+            owner_references: Some(vec![OwnerReference {
+                kind: "Job".into(),
+                uid: controller.into(),
+                ..owner()
+            }]),
+            ..ObjectMeta::default()
+        },
+        ..Pod::default()
+    };
+    let pods = vec![
+        made("first", "job-uid", 100),
+        made("retry", "job-uid", 200),
+        // Newest, with the Job's labels copied, but another controller: ignored.
+        made("forged", "someone-else", 300),
+    ];
+    let pod = newest_pod_of(pods, "job-uid").unwrap();
+    assert_eq!(pod.metadata.name.as_deref(), Some("retry"));
+    assert!(newest_pod_of(vec![made("forged", "x", 1)], "job-uid").is_none());
 }
 
 #[test]

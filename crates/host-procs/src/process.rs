@@ -320,11 +320,18 @@ mod tests {
         let name = "a) Z 1 (b";
         let exe = dir.join(name);
         std::fs::copy("/bin/sleep", &exe).unwrap();
-        let mut child = Command::new(&exe)
-            .arg("30")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        // Another test's fork may still hold (until its exec) a copy of the write descriptor
+        // `copy` just closed: exec then fails with ETXTBSY for a moment. Retry, briefly.
+        let mut attempts = 0;
+        let mut child = loop {
+            match Command::new(&exe).arg("30").stdin(Stdio::null()).spawn() {
+                Err(e) if e.raw_os_error() == Some(26) && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                spawned => break spawned.unwrap(),
+            }
+        };
         let p = process(child.id()).unwrap();
         assert_eq!((p.comm.as_str(), p.ppid), (name, std::process::id()));
         assert!(is_alive(child.id()));

@@ -149,7 +149,7 @@ impl CommandOutput {
 
 /// Stops the remote command (TERM, then KILL after a short grace, as sshd delivers signals to
 /// the session's process group) and closes the channel.
-async fn abort_channel(channel: &Channel<Msg>) {
+async fn abort_channel(channel: &Channel<Box<Msg>>) {
     let _ = channel.signal(Sig::TERM).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = channel.signal(Sig::KILL).await;
@@ -159,12 +159,12 @@ async fn abort_channel(channel: &Channel<Msg>) {
 /// A channel that is killed and closed when dropped before it finished — e.g. when the caller
 /// drops a transfer or cancels a command — so the remote command does not run on unattended.
 struct ChannelGuard {
-    channel: Option<Channel<Msg>>,
+    channel: Option<Channel<Box<Msg>>>,
     finished: bool,
 }
 
 impl ChannelGuard {
-    fn get(&mut self) -> &mut Channel<Msg> {
+    fn get(&mut self) -> &mut Channel<Box<Msg>> {
         self.channel.as_mut().expect("channel present until drop")
     }
 }

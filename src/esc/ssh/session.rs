@@ -257,7 +257,7 @@ impl SshSession {
 
     /// Opens a channel running the subsystem `name` (`sftp`): the caller speaks its protocol over
     /// the channel's stream. The connection's host key was verified like any other's.
-    pub async fn open_subsystem(&self, name: &str) -> Result<Channel<Msg>, SshError> {
+    pub async fn open_subsystem(&self, name: &str) -> Result<Channel<Box<Msg>>, SshError> {
         let err = |message: String| SshError::Exec {
             node: self.node.clone(),
             command: format!("subsystem {name}"),
@@ -279,7 +279,7 @@ impl SshSession {
     }
 
     /// Opens a channel and sends the exec request for `line` (the rendered command).
-    pub(super) async fn open_channel(&self, line: &str) -> Result<Channel<Msg>, SshError> {
+    pub(super) async fn open_channel(&self, line: &str) -> Result<Channel<Box<Msg>>, SshError> {
         tracing::debug!(target = %self.target, command = %line, "exec");
         let exec_err = |message: String| SshError::Exec {
             node: self.node.clone(),
@@ -309,10 +309,12 @@ impl SshSession {
 
 #[cfg(test)]
 mod tests {
-    /// Each connection's russh session allocates four channel blocks of 32 messages when it
-    /// starts. Upstream russh 0.65.1's message is 552 bytes (17.7 KiB a block, ~70 KiB a
-    /// connection); the patched copy in vendor/russh boxes the large variants. Fails when the
-    /// patch is lost (say, on a russh upgrade), before the scale bench shows it.
+    /// Each connection's russh session makes four tokio channels, and each allocates its first
+    /// block of 32 slots when it is created. Upstream russh 0.65.1's message is 552 bytes
+    /// (17.7 KiB a block, ~70 KiB a connection). The patched copy in vendor/russh boxes the large
+    /// variants and sends `Box<Msg>` through its channels (256-byte blocks): that `Channel<Box<Msg>>`
+    /// is what `open_channel` returns is checked by the compiler; this checks the boxed variants,
+    /// which every message still pays once, on its allocation.
     #[test]
     fn russh_messages_stay_small() {
         let size = std::mem::size_of::<russh::client::Msg>();

@@ -126,7 +126,7 @@ impl Session {
                             // Drop the credential as soon as it is no longer needed.
                             self.common.auth_method = None;
                             self.sender
-                                .send(Reply::AuthSuccess)
+                                .send(Box::new(Reply::AuthSuccess))
                                 .map_err(|_| crate::Error::SendError)?;
                             enc.state = EncryptedState::InitCompression;
                             if enc.server_compression.is_deferred() {
@@ -156,10 +156,10 @@ impl Session {
                             let no_more_methods = auth_request.methods.is_empty();
                             self.common.auth_method = None;
                             self.sender
-                                .send(Reply::AuthFailure {
+                                .send(Box::new(Reply::AuthFailure {
                                     proceed_with_methods: remaining_methods,
                                     partial_success,
-                                })
+                                }))
                                 .map_err(|_| crate::Error::SendError)?;
 
                             // If no other authentication method is allowed by the server, give up.
@@ -178,10 +178,10 @@ impl Session {
                                     &mut self.common.buffer,
                                 )?;
                                 self.sender
-                                    .send(Reply::AuthGssapiResponse {
+                                    .send(Box::new(Reply::AuthGssapiResponse {
                                         selected_mechanism,
                                         mic_data,
-                                    })
+                                    }))
                                     .map_err(|_| crate::Error::SendError)?;
                                 return Ok(());
                             } else if let Some(auth::CurrentRequest::PublicKey {
@@ -229,16 +229,16 @@ impl Session {
 
                                 // send challenges to caller
                                 self.sender
-                                    .send(Reply::AuthInfoRequest {
+                                    .send(Box::new(Reply::AuthInfoRequest {
                                         name,
                                         instructions,
                                         prompts,
-                                    })
+                                    }))
                                     .map_err(|_| crate::Error::SendError)?;
 
                                 // wait for response from handler
                                 let responses = loop {
-                                    match self.receiver.recv().await {
+                                    match self.receiver.recv().await.map(|m| *m) {
                                         Some(Msg::AuthInfoResponse { responses }) => {
                                             break responses;
                                         }
@@ -285,13 +285,13 @@ impl Session {
                                     let buf = std::mem::take(&mut self.common.buffer);
 
                                     self.sender
-                                        .send(Reply::SignRequest {
+                                        .send(Box::new(Reply::SignRequest {
                                             key: Box::new(key.clone()),
                                             data: buf,
-                                        })
+                                        }))
                                         .map_err(|_| crate::Error::SendError)?;
                                     self.common.buffer = loop {
-                                        match self.receiver.recv().await {
+                                        match self.receiver.recv().await.map(|m| *m) {
                                             Some(Msg::Signed { data }) => break data[..].to_vec(),
                                             // The signer could not sign. Leave the PK_OK
                                             // unanswered, as OpenSSH does when it cannot
@@ -328,14 +328,14 @@ impl Session {
                                     let buf = std::mem::take(&mut self.common.buffer);
 
                                     self.sender
-                                        .send(Reply::SignRequestCert {
+                                        .send(Box::new(Reply::SignRequestCert {
                                             cert: Box::new(cert.clone()),
                                             hash_alg,
                                             data: buf,
-                                        })
+                                        }))
                                         .map_err(|_| crate::Error::SendError)?;
                                     self.common.buffer = loop {
-                                        match self.receiver.recv().await {
+                                        match self.receiver.recv().await.map(|m| *m) {
                                             Some(Msg::Signed { data }) => break data,
                                             // See the public key case above.
                                             Some(Msg::SignFailed) => {
@@ -368,7 +368,7 @@ impl Session {
                                     &mut self.common.buffer,
                                 )?;
                                 self.sender
-                                    .send(Reply::AuthGssapiToken { token, mic_data })
+                                    .send(Box::new(Reply::AuthGssapiToken { token, mic_data }))
                                     .map_err(|_| crate::Error::SendError)?;
                                 return Ok(());
                             }
@@ -386,13 +386,13 @@ impl Session {
                                     "userauth_gssapi_error major={major_status} minor={minor_status}: {message}"
                                 );
                                 self.sender
-                                    .send(Reply::AuthGssapiError {
+                                    .send(Box::new(Reply::AuthGssapiError {
                                         error: auth::GssapiError::Status {
                                             major_status,
                                             minor_status,
                                             message,
                                         },
-                                    })
+                                    }))
                                     .map_err(|_| crate::Error::SendError)?;
                                 return Ok(());
                             }
@@ -405,9 +405,9 @@ impl Session {
                                 map_err!(ensure_end(&r))?;
                                 warn!("userauth_gssapi_errtok ({} bytes)", token.len());
                                 self.sender
-                                    .send(Reply::AuthGssapiError {
+                                    .send(Box::new(Reply::AuthGssapiError {
                                         error: auth::GssapiError::ErrorToken(token),
-                                    })
+                                    }))
                                     .map_err(|_| crate::Error::SendError)?;
                                 return Ok(());
                             }
@@ -581,7 +581,7 @@ impl Session {
                         .await;
                 }
 
-                let _ = self.sender.send(Reply::ChannelOpenFailure);
+                let _ = self.sender.send(Box::new(Reply::ChannelOpenFailure));
 
                 client
                     .channel_open_failure(channel_num, reason_code, &descr, &language, self)
@@ -876,9 +876,11 @@ impl Session {
                 let reply = ChannelOpenHandle::new(
                     self.priority_sender.clone(),
                     pending,
-                    |pending, result| Msg::ServerChannelOpenReply {
-                        pending: Box::new(pending),
-                        result,
+                    |pending, result| {
+                        Box::new(Msg::ServerChannelOpenReply {
+                            pending: Box::new(pending),
+                            result,
+                        })
                     },
                 );
 

@@ -7,7 +7,7 @@
 //! ```text
 //! cargo build --release --bin esc-operator
 //! cargo run --release --example backup_bench [-- --sizes-mib 1024,4096 --versity-mib 1024
-//!                                               --part-mib 8 --concurrency 4]
+//!                                               --part-mib 5 --concurrency 4]
 //! ```
 //!
 //! Rows, per size:
@@ -55,7 +55,7 @@ fn args() -> Result<Args> {
     let mut a = Args {
         sizes_mib: vec![1024, 4096],
         versity_mib: 1024,
-        part_mib: 8,
+        part_mib: 5,
         concurrency: 4,
     };
     let mut it = std::env::args().skip(1);

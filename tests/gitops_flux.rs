@@ -229,6 +229,39 @@ fn condition<'a>(obj: &'a DynamicObject, t: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == t)
 }
 
+/// Polls the Flux object `name` until `reached` says so; returns it. Past `timeout`, fails with
+/// `what`, the object's status and `context`.
+async fn wait_for_flux(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    context: impl Fn() -> String,
+    reached: impl Fn(&DynamicObject) -> bool,
+) -> Result<DynamicObject> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let obj = api.get(name).await?;
+        if reached(&obj) {
+            return Ok(obj);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{name}: {what} not within {timeout:?}: {}\n{}",
+                serde_json::to_string_pretty(&obj.data["status"])?,
+                context()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn revision_ends_with(obj: &DynamicObject, field: &str, revision: &str) -> bool {
+    obj.data["status"][field]
+        .as_str()
+        .is_some_and(|r| r.ends_with(revision))
+}
+
 /// Waits until the Flux object is Ready=True and (if given) at `revision`; returns it.
 async fn wait_ready(
     api: &Api<DynamicObject>,
@@ -237,27 +270,12 @@ async fn wait_ready(
     timeout: Duration,
     context: impl Fn() -> String,
 ) -> Result<DynamicObject> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let obj = api.get(name).await?;
-        let ready = condition(&obj, "Ready").is_some_and(|c| c["status"] == "True");
-        let at = revision.is_none_or(|r| {
-            obj.data["status"]["lastAppliedRevision"]
-                .as_str()
-                .is_some_and(|applied| applied.ends_with(r))
-        });
-        if ready && at {
-            return Ok(obj);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{name} not Ready at {revision:?} within {timeout:?}: {}\n{}",
-                serde_json::to_string_pretty(&obj.data["status"])?,
-                context()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let what = format!("Ready at {revision:?}");
+    wait_for_flux(api, name, &what, timeout, context, |obj| {
+        condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
+            && revision.is_none_or(|r| revision_ends_with(obj, "lastAppliedRevision", r))
+    })
+    .await
 }
 
 /// Waits until the Kustomization's health check failed at `revision`; returns it. Gives up at
@@ -268,26 +286,13 @@ async fn wait_health_failed(
     revision: &str,
     context: impl Fn() -> String,
 ) -> Result<DynamicObject> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let obj = api.get(name).await?;
-        let failed = condition(&obj, "Ready")
-            .is_some_and(|c| c["status"] == "False" && c["reason"] == "HealthCheckFailed");
-        let at = obj.data["status"]["lastAttemptedRevision"]
-            .as_str()
-            .is_some_and(|attempted| attempted.ends_with(revision));
-        if failed && at {
-            return Ok(obj);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{name} did not fail its health check at {revision}: {}\n{}",
-                serde_json::to_string_pretty(&obj.data["status"])?,
-                context()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let what = format!("a failed health check at {revision}");
+    wait_for_flux(api, name, &what, Duration::from_secs(180), context, |obj| {
+        condition(obj, "Ready")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "HealthCheckFailed")
+            && revision_ends_with(obj, "lastAttemptedRevision", revision)
+    })
+    .await
 }
 
 /// Writes by anyone but a ServiceAccount (so: by Flux, which runs as the cluster's admin) to

@@ -35,6 +35,42 @@ pub struct RunRef {
     pub ipt_check: Option<bool>,
 }
 
+impl RunRef {
+    pub fn of_backup(backup: &EscBackup) -> RunRef {
+        let none = Default::default();
+        let status = backup.status.as_ref().unwrap_or(&none);
+        let deleting = backup.meta().deletion_timestamp.is_some();
+        RunRef {
+            kind: HolderKind::EscBackup,
+            namespace: backup.namespace().unwrap_or_default(),
+            name: backup.name_any(),
+            cluster: backup.spec.cluster_ref.name.clone(),
+            created: backup.meta().creation_timestamp.clone().map(|t| t.0),
+            phase: status.phase,
+            deleting,
+            holds: crate::plan::backup::holds_maintenance(status, deleting),
+            ipt_check: backup.spec.ipt_check,
+        }
+    }
+
+    pub fn of_restore(restore: &EscRestore) -> RunRef {
+        let none = Default::default();
+        let status = restore.status.as_ref().unwrap_or(&none);
+        RunRef {
+            kind: HolderKind::EscRestore,
+            namespace: restore.namespace().unwrap_or_default(),
+            name: restore.name_any(),
+            cluster: restore.spec.cluster_ref.name.clone(),
+            created: restore.meta().creation_timestamp.clone().map(|t| t.0),
+            phase: status.run.phase,
+            deleting: restore.meta().deletion_timestamp.is_some(),
+            holds: crate::plan::restore::holds_maintenance(status),
+            // A restore always checks for in-flight transactions.
+            ipt_check: Some(true),
+        }
+    }
+}
+
 impl RunStores {
     pub fn add_backups(&self, store: Store<DeserializeGuard<EscBackup>>) {
         self.backups.lock().expect("run stores lock").push(store);
@@ -50,37 +86,13 @@ impl RunStores {
         for store in self.backups.lock().expect("run stores lock").iter() {
             for b in store.state() {
                 let Ok(backup) = b.0.as_ref() else { continue };
-                let status = backup.status.clone().unwrap_or_default();
-                let deleting = backup.meta().deletion_timestamp.is_some();
-                out.push(RunRef {
-                    kind: HolderKind::EscBackup,
-                    namespace: backup.namespace().unwrap_or_default(),
-                    name: backup.name_any(),
-                    cluster: backup.spec.cluster_ref.name.clone(),
-                    created: backup.meta().creation_timestamp.clone().map(|t| t.0),
-                    phase: status.phase,
-                    deleting,
-                    holds: crate::plan::backup::holds_maintenance(&status, deleting),
-                    ipt_check: backup.spec.ipt_check,
-                });
+                out.push(RunRef::of_backup(backup));
             }
         }
         for store in self.restores.lock().expect("run stores lock").iter() {
             for r in store.state() {
                 let Ok(restore) = r.0.as_ref() else { continue };
-                let status = restore.status.clone().unwrap_or_default();
-                out.push(RunRef {
-                    kind: HolderKind::EscRestore,
-                    namespace: restore.namespace().unwrap_or_default(),
-                    name: restore.name_any(),
-                    cluster: restore.spec.cluster_ref.name.clone(),
-                    created: restore.meta().creation_timestamp.clone().map(|t| t.0),
-                    phase: status.run.phase,
-                    deleting: restore.meta().deletion_timestamp.is_some(),
-                    holds: crate::plan::restore::holds_maintenance(&status),
-                    // A restore always checks for in-flight transactions.
-                    ipt_check: Some(true),
-                });
+                out.push(RunRef::of_restore(restore));
             }
         }
         out

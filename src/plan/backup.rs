@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use super::report::{PlannedEvent, Problem};
 use crate::api::{
-    AfterBackup, Artifact, BackupStep, EscBackupSpec, EscBackupStatus, MaintenanceWindow, NodeFile,
-    NodeFileKind, RunFailure, RunPhase, StepState, StepStatus, Time, Topology, TransferProgress,
+    AfterBackup, Artifact, BackupStep, EscBackupSpec, EscBackupStatus, NodeFile, NodeFileKind,
+    RunFailure, RunPhase, StepState, StepStatus, Time, Topology, TransferProgress,
 };
 
 pub use super::run::{
@@ -445,49 +445,32 @@ impl Planner<'_, '_> {
     }
 
     fn await_maintenance(&mut self) {
-        let cluster = self.input.cluster.clone();
-        match cluster {
-            Some(c) if c.lists_this_holder && c.in_maintenance => {
-                self.status.maintenance = Some(MaintenanceWindow {
-                    started_at: self.now(),
-                    ended_at: None,
-                    seconds: None,
-                });
+        use super::run::{MaintenanceEntry, maintenance_entry, open_window};
+        match maintenance_entry(self.input.cluster.as_ref(), self.step_age()) {
+            MaintenanceEntry::Entered => {
+                self.status.maintenance = Some(open_window(&self.input.now));
                 self.next("ESC is in maintenance mode, held by this backup");
             }
-            other => {
-                let waited = self.step_age();
-                if waited >= MAINTENANCE_ENTRY_TIMEOUT {
-                    let why = other
-                        .map(|c| c.maintenance_message)
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or_else(|| "the EscCluster is gone".to_owned());
-                    return self.fail(Problem::new(
-                        "MaintenanceNotEntered",
-                        format!(
-                            "ESC did not enter maintenance mode within {}s ({why}); when \
-                             transactions are in flight, retry later with a new EscBackup",
-                            MAINTENANCE_ENTRY_TIMEOUT.as_secs()
-                        ),
-                    ));
-                }
-                self.requeue = Some(Duration::from_secs(2));
-            }
+            MaintenanceEntry::Waiting => self.requeue = Some(Duration::from_secs(2)),
+            MaintenanceEntry::TimedOut(why) => self.fail(Problem::new(
+                "MaintenanceNotEntered",
+                format!(
+                    "ESC did not enter maintenance mode within {}s ({why}); when transactions \
+                     are in flight, retry later with a new EscBackup",
+                    MAINTENANCE_ENTRY_TIMEOUT.as_secs()
+                ),
+            )),
         }
     }
 
     fn await_operation(&mut self) {
-        let held = self
-            .input
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.lists_this_holder);
-        if held && self.step_age() < MAINTENANCE_EXIT_WAIT {
-            self.requeue = Some(Duration::from_secs(1));
-            return;
-        }
-        if held {
-            self.events.push(PlannedEvent::warning(
+        use super::run::{MaintenanceExit, maintenance_exit};
+        match maintenance_exit(self.input.cluster.as_ref(), self.step_age()) {
+            MaintenanceExit::Waiting => {
+                self.requeue = Some(Duration::from_secs(1));
+                return;
+            }
+            MaintenanceExit::StillHeld => self.events.push(PlannedEvent::warning(
                 "MaintenanceStillHeld",
                 format!(
                     "EscCluster {} still lists this backup as a maintenance holder {}s after the \
@@ -495,7 +478,8 @@ impl Planner<'_, '_> {
                     self.cluster_name(),
                     MAINTENANCE_EXIT_WAIT.as_secs()
                 ),
-            ));
+            )),
+            MaintenanceExit::Released => {}
         }
         self.close_window();
         self.next("maintenance holder released");

@@ -35,9 +35,8 @@ pub use super::run::{
 };
 use crate::api::{
     Artifact, ArtifactOrigin, ClusterState, EscNodeStatus, EscRestoreSpec, EscRestoreStatus,
-    MaintenanceWindow, NodeFile, NodeFileKind, NodeRole, OnRestoreFailure, PlannedStep,
-    RestoreStep, RunFailure, RunPhase, ServicesState, StepState, StepStatus, Time, Topology,
-    TransferProgress,
+    NodeFile, NodeFileKind, NodeRole, OnRestoreFailure, PlannedStep, RestoreStep, RunFailure,
+    RunPhase, ServicesState, StepState, StepStatus, Time, Topology, TransferProgress,
 };
 use crate::esc::EscVersion;
 use crate::esc::history::RestoreRecord;
@@ -830,47 +829,32 @@ impl Planner<'_, '_> {
     // ---- Maintenance -------------------------------------------------------------------
 
     fn await_maintenance(&mut self) {
-        match self.input.cluster.clone() {
-            Some(c) if c.lists_this_holder && c.in_maintenance => {
-                self.status.run.maintenance = Some(MaintenanceWindow {
-                    started_at: self.now(),
-                    ended_at: None,
-                    seconds: None,
-                });
+        use super::run::{MaintenanceEntry, maintenance_entry, open_window};
+        match maintenance_entry(self.input.cluster.as_ref(), self.step_age()) {
+            MaintenanceEntry::Entered => {
+                self.status.run.maintenance = Some(open_window(&self.input.now));
                 self.next("ESC is in maintenance mode, held by this restore");
             }
-            other => {
-                if self.step_age() >= MAINTENANCE_ENTRY_TIMEOUT {
-                    let why = other
-                        .map(|c| c.maintenance_message)
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or_else(|| "the EscCluster is gone".to_owned());
-                    return self.fail(Problem::new(
-                        "MaintenanceNotEntered",
-                        format!(
-                            "ESC did not enter maintenance mode within {}s ({why}); nothing was \
-                             stopped: retry later with a new EscRestore",
-                            MAINTENANCE_ENTRY_TIMEOUT.as_secs()
-                        ),
-                    ));
-                }
-                self.requeue = Some(Duration::from_secs(2));
-            }
+            MaintenanceEntry::Waiting => self.requeue = Some(Duration::from_secs(2)),
+            MaintenanceEntry::TimedOut(why) => self.fail(Problem::new(
+                "MaintenanceNotEntered",
+                format!(
+                    "ESC did not enter maintenance mode within {}s ({why}); nothing was \
+                     stopped: retry later with a new EscRestore",
+                    MAINTENANCE_ENTRY_TIMEOUT.as_secs()
+                ),
+            )),
         }
     }
 
     fn await_operation(&mut self) {
-        let held = self
-            .input
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.lists_this_holder);
-        if held && self.step_age() < MAINTENANCE_EXIT_WAIT {
-            self.requeue = Some(Duration::from_secs(1));
-            return;
-        }
-        if held {
-            self.events.push(PlannedEvent::warning(
+        use super::run::{MaintenanceExit, maintenance_exit};
+        match maintenance_exit(self.input.cluster.as_ref(), self.step_age()) {
+            MaintenanceExit::Waiting => {
+                self.requeue = Some(Duration::from_secs(1));
+                return;
+            }
+            MaintenanceExit::StillHeld => self.events.push(PlannedEvent::warning(
                 "MaintenanceStillHeld",
                 format!(
                     "EscCluster {} still lists this restore as a maintenance holder {}s after \
@@ -878,7 +862,8 @@ impl Planner<'_, '_> {
                     self.cluster_name(),
                     MAINTENANCE_EXIT_WAIT.as_secs()
                 ),
-            ));
+            )),
+            MaintenanceExit::Released => {}
         }
         self.close_window();
         self.next("maintenance holder released");

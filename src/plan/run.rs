@@ -71,6 +71,62 @@ pub enum RemoteOutcome {
     Unreachable(Problem),
 }
 
+/// What a run's `EnterMaintenance` step sees at a look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaintenanceEntry {
+    /// The cluster lists this run as a holder and ESC is in maintenance: the window is open.
+    Entered,
+    /// Not yet: look again shortly.
+    Waiting,
+    /// Not within [`MAINTENANCE_ENTRY_TIMEOUT`]; why, as the cluster says it.
+    TimedOut(String),
+}
+
+/// Whether ESC is in maintenance for this run, after `waited` in the step. Fail closed: a
+/// cluster that is gone or does not list this run never counts as entered.
+pub fn maintenance_entry(cluster: Option<&ClusterView>, waited: Duration) -> MaintenanceEntry {
+    match cluster {
+        Some(c) if c.lists_this_holder && c.in_maintenance => MaintenanceEntry::Entered,
+        _ if waited < MAINTENANCE_ENTRY_TIMEOUT => MaintenanceEntry::Waiting,
+        other => MaintenanceEntry::TimedOut(
+            other
+                .map(|c| c.maintenance_message.clone())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "the EscCluster is gone".to_owned()),
+        ),
+    }
+}
+
+/// What a run's `ExitMaintenance` step sees at a look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaintenanceExit {
+    /// The cluster no longer lists this run as a holder.
+    Released,
+    /// Still listed: look again shortly.
+    Waiting,
+    /// Still listed after [`MAINTENANCE_EXIT_WAIT`]: the run moves on and says so (returning
+    /// to operation is then the EscCluster's business, shown in its conditions).
+    StillHeld,
+}
+
+pub fn maintenance_exit(cluster: Option<&ClusterView>, waited: Duration) -> MaintenanceExit {
+    let held = cluster.is_some_and(|c| c.lists_this_holder);
+    match (held, waited < MAINTENANCE_EXIT_WAIT) {
+        (false, _) => MaintenanceExit::Released,
+        (true, true) => MaintenanceExit::Waiting,
+        (true, false) => MaintenanceExit::StillHeld,
+    }
+}
+
+/// A maintenance window opening at `now`.
+pub fn open_window(now: &Time) -> MaintenanceWindow {
+    MaintenanceWindow {
+        started_at: now.clone(),
+        ended_at: None,
+        seconds: None,
+    }
+}
+
 /// How long a detached escadm step may take before the run gives up on it (the driver's
 /// timeouts for the same commands run attached).
 pub fn step_timeout(command: RemoteCommand) -> Duration {
@@ -301,6 +357,66 @@ mod tests {
                 (COMPLETE, true, "DryRun"),
                 (FAILED, false, "DryRun"),
             ]
+        );
+    }
+
+    fn view(lists_this_holder: bool, in_maintenance: bool) -> ClusterView {
+        ClusterView {
+            topology: Topology::Ha,
+            ready: true,
+            not_ready_message: String::new(),
+            degraded: None,
+            master: Some("esc-a".into()),
+            standby: Some("esc-b".into()),
+            esc_version: Some("5.10.0.86".into()),
+            lists_this_holder,
+            in_maintenance,
+            maintenance_message: "waiting: 3 transactions in flight".into(),
+        }
+    }
+
+    #[test]
+    fn maintenance_counts_as_entered_only_for_this_holder_and_times_out_with_the_reason() {
+        let soon = Duration::from_secs(1);
+        let late = MAINTENANCE_ENTRY_TIMEOUT;
+        let entered = view(true, true);
+        assert_eq!(
+            maintenance_entry(Some(&entered), soon),
+            MaintenanceEntry::Entered
+        );
+        // ESC in maintenance for someone else, or listed but not in maintenance yet, or a
+        // cluster that is gone: never entered (fail closed).
+        for cluster in [Some(view(false, true)), Some(view(true, false)), None] {
+            assert_eq!(
+                maintenance_entry(cluster.as_ref(), soon),
+                MaintenanceEntry::Waiting
+            );
+        }
+        assert_eq!(
+            maintenance_entry(Some(&view(true, false)), late),
+            MaintenanceEntry::TimedOut("waiting: 3 transactions in flight".into())
+        );
+        assert_eq!(
+            maintenance_entry(None, late),
+            MaintenanceEntry::TimedOut("the EscCluster is gone".into())
+        );
+    }
+
+    #[test]
+    fn a_holder_is_released_when_the_cluster_drops_it_or_after_the_wait() {
+        let soon = Duration::from_secs(1);
+        assert_eq!(
+            maintenance_exit(Some(&view(false, true)), soon),
+            MaintenanceExit::Released
+        );
+        assert_eq!(maintenance_exit(None, soon), MaintenanceExit::Released);
+        assert_eq!(
+            maintenance_exit(Some(&view(true, true)), soon),
+            MaintenanceExit::Waiting
+        );
+        assert_eq!(
+            maintenance_exit(Some(&view(true, true)), MAINTENANCE_EXIT_WAIT),
+            MaintenanceExit::StillHeld
         );
     }
 

@@ -267,17 +267,7 @@ pub(crate) fn cluster_view(cluster: &EscCluster, kind: HolderKind, run: &str) ->
 
 /// How many runs on the same cluster (backups and restores) go before `backup`.
 fn queue_position(ctx: &Context, backup: &EscBackup) -> u32 {
-    ctx.runs.queue_position(&RunRef {
-        kind: HolderKind::EscBackup,
-        namespace: backup.namespace().unwrap_or_default(),
-        name: backup.name_any(),
-        cluster: backup.spec.cluster_ref.name.clone(),
-        created: backup.meta().creation_timestamp.clone().map(|t| t.0),
-        phase: backup.status.as_ref().and_then(|s| s.phase),
-        deleting: backup.meta().deletion_timestamp.is_some(),
-        holds: false,
-        ipt_check: None,
-    })
+    ctx.runs.queue_position(&RunRef::of_backup(backup))
 }
 
 /// Plan, store, act, until the plan waits.

@@ -163,17 +163,7 @@ fn stored_status(restore: &EscRestore, ctx: &Context) -> EscRestoreStatus {
 }
 
 fn queue_position(ctx: &Context, restore: &EscRestore) -> u32 {
-    ctx.runs.queue_position(&RunRef {
-        kind: HolderKind::EscRestore,
-        namespace: restore.namespace().unwrap_or_default(),
-        name: restore.name_any(),
-        cluster: restore.spec.cluster_ref.name.clone(),
-        created: restore.meta().creation_timestamp.clone().map(|t| t.0),
-        phase: restore.status.as_ref().and_then(|s| s.run.phase),
-        deleting: restore.meta().deletion_timestamp.is_some(),
-        holds: false,
-        ipt_check: None,
-    })
+    ctx.runs.queue_position(&RunRef::of_restore(restore))
 }
 
 /// Plan, store, act, until the plan waits.

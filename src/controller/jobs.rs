@@ -35,8 +35,9 @@ pub fn mover_image(ctx: &Context) -> Result<String, Problem> {
         })
 }
 
-/// Creates the Job; one that exists already (created by an earlier attempt whose answer was
-/// lost) is adopted.
+/// Creates the Job. One of that name that exists already is taken as this run's (an earlier
+/// attempt whose answer was lost) only if the run controls it: [`job::job_state`] fails the run
+/// on any other.
 pub async fn create(ctx: &Context, namespace: &str, job: &Job) -> Result<(), Problem> {
     let name = job.name_any();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);

@@ -404,23 +404,10 @@ impl Planner<'_, '_> {
                 outcome @ (RemoteOutcome::Running | RemoteOutcome::Unreachable(_)),
             )) => {
                 let limit = step_timeout(remote_command(step));
-                if self.step_age() >= limit {
-                    let last = match outcome {
-                        RemoteOutcome::Unreachable(p) => format!("; last: {}", p.message),
-                        _ => String::new(),
-                    };
-                    return self.fail(Problem::new(
-                        "StepTimedOut",
-                        format!(
-                            "{step:?} did not finish within {} minutes{last}",
-                            limit.as_secs() / 60
-                        ),
-                    ));
+                match super::run::still_running(&step, outcome, self.step_age(), limit) {
+                    Ok(after) => self.requeue = Some(after),
+                    Err(problem) => self.fail(problem),
                 }
-                self.requeue = Some(match outcome {
-                    RemoteOutcome::Running => Duration::from_secs(2),
-                    _ => Duration::from_secs(10),
-                });
             }
             _ => self.remote_action(step),
         }

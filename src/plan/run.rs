@@ -71,6 +71,34 @@ pub enum RemoteOutcome {
     Unreachable(Problem),
 }
 
+/// A detached step that still runs, or whose node could not be asked: when to look again, or
+/// the run's failure once the step has had `limit`. An unreachable node is asked less often
+/// (the command may well go on there), and its last error is kept for the failure's message.
+pub fn still_running(
+    step: &impl Debug,
+    outcome: &RemoteOutcome,
+    age: Duration,
+    limit: Duration,
+) -> Result<Duration, Problem> {
+    if age >= limit {
+        let last = match outcome {
+            RemoteOutcome::Unreachable(p) => format!("; last: {}", p.message),
+            _ => String::new(),
+        };
+        return Err(Problem::new(
+            "StepTimedOut",
+            format!(
+                "{step:?} did not finish within {} minutes{last}",
+                limit.as_secs() / 60
+            ),
+        ));
+    }
+    Ok(match outcome {
+        RemoteOutcome::Unreachable(_) => Duration::from_secs(10),
+        _ => Duration::from_secs(2),
+    })
+}
+
 /// What a run's `EnterMaintenance` step sees at a look.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MaintenanceEntry {
@@ -417,6 +445,27 @@ mod tests {
         assert_eq!(
             maintenance_exit(Some(&view(true, true)), MAINTENANCE_EXIT_WAIT),
             MaintenanceExit::StillHeld
+        );
+    }
+
+    #[test]
+    fn a_running_step_is_looked_at_again_until_its_time_is_up() {
+        let limit = Duration::from_secs(600);
+        let early = Duration::from_secs(5);
+        let unreachable = RemoteOutcome::Unreachable(Problem::new("ConnectTimeout", "no answer"));
+        assert_eq!(
+            still_running(&"Backup", &RemoteOutcome::Running, early, limit),
+            Ok(Duration::from_secs(2))
+        );
+        assert_eq!(
+            still_running(&"Backup", &unreachable, early, limit),
+            Ok(Duration::from_secs(10))
+        );
+        let late = still_running(&"Backup", &unreachable, limit, limit).unwrap_err();
+        assert_eq!(late.reason, "StepTimedOut");
+        assert_eq!(
+            late.message,
+            "\"Backup\" did not finish within 10 minutes; last: no answer"
         );
     }
 

@@ -344,6 +344,12 @@ impl S3Server {
                     // No web console (it would listen on a second port) and no update checks.
                     .env("MINIO_BROWSER", "off")
                     .env("MINIO_UPDATE", "off")
+                    // A built-in KMS key, so SSE-S3 (`AES256`) requests work as on AWS. A test
+                    // key, not a secret: it protects nothing outside this throwaway server.
+                    .env(
+                        "MINIO_KMS_SECRET_KEY",
+                        "esc-test-key:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                    )
                     .arg("server")
                     .arg("--quiet")
                     .arg("--address")

@@ -446,6 +446,53 @@ async fn encrypted_with_a_storage_class_on_minio() -> Result<()> {
     s3.stop()
 }
 
+/// An S3 endpoint on HTTPS with a certificate from a private CA (MinIO with its own TLS): with
+/// the CA bundle the mover stores and verifies the artifact; without it the mover refuses the
+/// endpoint's certificate, stores nothing, and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_is_trusted_through_the_ca_bundle() -> Result<()> {
+    let bed = Bed::start(SimSpec::standalone(), false)?;
+    let s3 = S3Server::start_tls().await?;
+    ensure!(s3.endpoint().starts_with("https://"));
+    s3.create_bucket(BUCKET).await?;
+    let secret = s3.secret_key().to_owned();
+    let ca = bed.path("ca.pem");
+    std::fs::write(&ca, s3.ca_pem().context("no CA")?)?;
+
+    let mut sink = bed.s3_sink(&s3, "tls/backup.tar", "WhenSupported", &secret)?;
+    sink["s3"]["caBundleFile"] = json!(ca);
+    let run = run_mover(&bed.request(sink), bed.dir.path()).await?;
+    ensure!(
+        run.status == 0,
+        "exit {}: {}\n{}",
+        run.status,
+        run.report_text,
+        run.stderr
+    );
+    let bytes = s3.get_object(BUCKET, "tls/backup.tar").await?;
+    check_artifact(&bytes, &run.report, &bed).await?;
+
+    // The system's roots do not know the private CA: refused before anything is stored.
+    let sink = bed.s3_sink(&s3, "tls/untrusted.tar", "WhenSupported", &secret)?;
+    let run = run_mover(&bed.request(sink), bed.dir.path()).await?;
+    let MoverReport::Failed {
+        reason, message, ..
+    } = &run.report
+    else {
+        bail!("an untrusted endpoint was accepted: {:?}", run.report);
+    };
+    ensure!(run.status != 0);
+    ensure!(
+        reason == "S3CertificateNotTrusted"
+            && message.contains("UnknownIssuer")
+            && message.contains("caBundleSecretRef"),
+        "{reason}: {message}"
+    );
+    ensure!(s3.head_object(BUCKET, "tls/untrusted.tar").await?.is_none());
+    ensure!(s3.list_multipart_uploads(BUCKET).await?.is_empty());
+    s3.stop()
+}
+
 /// A database of several parts (5 MiB parts, 2 in flight), in both checksum modes: the parts
 /// arrive in order and each part's checksum (WhenSupported) is repeated on completion.
 async fn large_database_in_parts(kind: S3Kind) -> Result<()> {

@@ -320,6 +320,18 @@ where
             ),
         ),
         SdkError::DispatchFailure(d) => {
+            let detail = DisplayErrorContext(&err).to_string();
+            // rustls says why it refused the endpoint's certificate in the error's text only.
+            if detail.contains("invalid peer certificate") {
+                return SinkError::new(
+                    "S3CertificateNotTrusted",
+                    format!(
+                        "{action}{where_}: the endpoint's TLS certificate was refused ({detail}); \
+                         if the store uses a private CA, give its certificate in the CA bundle \
+                         Secret (spec.target.s3.caBundleSecretRef)"
+                    ),
+                );
+            }
             let reason = if d.is_timeout() {
                 "S3Timeout"
             } else {
@@ -328,8 +340,7 @@ where
             SinkError::new(
                 reason,
                 format!(
-                    "{action}{where_}: the request could not be sent ({}); check the endpoint, the network and the CA bundle",
-                    DisplayErrorContext(&err)
+                    "{action}{where_}: the request could not be sent ({detail}); check the endpoint, the network and the CA bundle"
                 ),
             )
         }

@@ -91,6 +91,8 @@ pub struct MultipartUpload {
 pub struct S3Server {
     kind: S3Kind,
     addr: SocketAddr,
+    /// With TLS: the PEM of the CA that signed the server's certificate (127.0.0.1).
+    tls_ca_pem: Option<String>,
     access_key: String,
     secret_key: String,
     client: Client,
@@ -119,6 +121,21 @@ impl S3Server {
     /// Starts a server of `kind` and returns once it answers a signed request (`ListBuckets`)
     /// with its credentials. Builds the servers first if this machine has none (minutes, once).
     pub async fn start(kind: S3Kind) -> Result<S3Server> {
+        Self::start_with(kind, false).await
+    }
+
+    /// MinIO serving HTTPS only, with a certificate for 127.0.0.1 from a fresh CA
+    /// ([`S3Server::ca_pem`]): what a private S3 endpoint with an in-house CA looks like.
+    pub async fn start_tls() -> Result<S3Server> {
+        Self::start_with(S3Kind::Minio, true).await
+    }
+
+    /// The CA that signed the server's certificate (TLS servers only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls_ca_pem.as_deref()
+    }
+
+    async fn start_with(kind: S3Kind, tls: bool) -> Result<S3Server> {
         let bin = bin_dir()?.join(kind.name());
         let tmp = tempfile::Builder::new()
             .prefix(&format!("esc-s3-{kind}-"))
@@ -134,11 +151,26 @@ impl S3Server {
             std::fs::create_dir(dir_path.join(sub))?;
         }
         let (access_key, secret_key) = (random_key(20)?, random_key(40)?);
+        let tls_ca_pem = if tls {
+            // MinIO reads `public.crt` and `private.key` from its certs directory.
+            let pki = crate::certs::Pki::create(&dir_path.join("pki"))?;
+            let files = pki.issue_server("s3", "esc-testbed-s3", &[])?;
+            let certs = dir_path.join("certs");
+            std::fs::create_dir_all(&certs)?;
+            std::fs::copy(&files.cert, certs.join("public.crt"))?;
+            std::fs::copy(&files.key, certs.join("private.key"))?;
+            Some(pki.ca_cert_pem().to_owned())
+        } else {
+            None
+        };
         let addr = loopback_free_port()?;
-        let client = Client::from_conf(config_builder(addr, &access_key, &secret_key).build());
+        let client = Client::from_conf(
+            config_builder(addr, &access_key, &secret_key, tls_ca_pem.as_deref()).build(),
+        );
         let mut server = S3Server {
             kind,
             addr,
+            tls_ca_pem,
             access_key,
             secret_key,
             client,
@@ -187,9 +219,9 @@ impl S3Server {
         self.kind
     }
 
-    /// `http://127.0.0.1:PORT`, for path-style clients.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), for path-style clients.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        endpoint(self.addr, self.tls_ca_pem.is_some())
     }
 
     pub fn access_key(&self) -> &str {
@@ -223,12 +255,25 @@ impl S3Server {
     /// The configuration behind [`S3Server::client`], to change before building a client (say
     /// `request_checksum_calculation`): `Client::from_conf(s3.config_builder().….build())`.
     pub fn config_builder(&self) -> aws_sdk_s3::config::Builder {
-        config_builder(self.addr, &self.access_key, &self.secret_key)
+        config_builder(
+            self.addr,
+            &self.access_key,
+            &self.secret_key,
+            self.tls_ca_pem.as_deref(),
+        )
     }
 
     /// A client that signs with other credentials, to prove the server refuses them.
     pub fn client_with_credentials(&self, access_key: &str, secret_key: &str) -> Client {
-        Client::from_conf(config_builder(self.addr, access_key, secret_key).build())
+        Client::from_conf(
+            config_builder(
+                self.addr,
+                access_key,
+                secret_key,
+                self.tls_ca_pem.as_deref(),
+            )
+            .build(),
+        )
     }
 
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
@@ -478,15 +523,36 @@ fn loopback_free_port() -> Result<SocketAddr> {
 
 /// Path-style addressing (the servers have no DNS names), static credentials, and nothing from
 /// the environment or a profile.
+fn endpoint(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}", if tls { "https" } else { "http" })
+}
+
 fn config_builder(
     addr: SocketAddr,
     access_key: &str,
     secret_key: &str,
+    ca_pem: Option<&str>,
 ) -> aws_sdk_s3::config::Builder {
-    aws_sdk_s3::config::Builder::new()
+    let mut builder = aws_sdk_s3::config::Builder::new();
+    if let Some(pem) = ca_pem {
+        use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+        let context = TlsContext::builder()
+            .with_trust_store(TrustStore::empty().with_pem_certificate(pem.as_bytes()))
+            .build()
+            .expect("the test CA is valid PEM");
+        builder = builder.http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(context)
+                .build_https(),
+        );
+    }
+    builder
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .endpoint_url(format!("http://{addr}"))
+        .endpoint_url(endpoint(addr, ca_pem.is_some()))
         .force_path_style(true)
         .credentials_provider(Credentials::new(
             access_key,

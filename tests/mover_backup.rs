@@ -199,6 +199,18 @@ struct Run {
 }
 
 impl Run {
+    /// Fails unless the mover exited 0, with its report and stderr (`what` says which run).
+    fn exited_ok(&self, what: &str) -> Result<()> {
+        ensure!(
+            self.status == 0,
+            "{what}: exit {}: {}\n{}",
+            self.status,
+            self.report_text,
+            self.stderr
+        );
+        Ok(())
+    }
+
     fn everything(&self) -> String {
         format!("{}\n{}\n{}", self.stdout, self.stderr, self.report_text)
     }
@@ -342,13 +354,7 @@ async fn backup_and_check(
         bed.dir.path(),
     )
     .await?;
-    ensure!(
-        run.status == 0,
-        "{kind}: exit {}: {}\n{}",
-        run.status,
-        run.report_text,
-        run.stderr
-    );
+    run.exited_ok(&kind.to_string())?;
     let MoverReport::Succeeded { uri, sha256, .. } = &run.report else {
         bail!("{kind}: {:?}", run.report);
     };
@@ -421,13 +427,7 @@ async fn encrypted_with_a_storage_class_on_minio() -> Result<()> {
     sink["s3"]["sse"] = json!({ "algorithm": "AES256" });
     sink["s3"]["storageClass"] = json!("STANDARD");
     let run = run_mover(&bed.request(sink), bed.dir.path()).await?;
-    ensure!(
-        run.status == 0,
-        "exit {}: {}\n{}",
-        run.status,
-        run.report_text,
-        run.stderr
-    );
+    run.exited_ok("mover")?;
     for object in [key.to_owned(), format!("{key}.sha256")] {
         let head = s3
             .head_object(BUCKET, &object)
@@ -462,13 +462,7 @@ async fn a_private_ca_is_trusted_through_the_ca_bundle() -> Result<()> {
     let mut sink = bed.s3_sink(&s3, "tls/backup.tar", "WhenSupported", &secret)?;
     sink["s3"]["caBundleFile"] = json!(ca);
     let run = run_mover(&bed.request(sink), bed.dir.path()).await?;
-    ensure!(
-        run.status == 0,
-        "exit {}: {}\n{}",
-        run.status,
-        run.report_text,
-        run.stderr
-    );
+    run.exited_ok("mover")?;
     let bytes = s3.get_object(BUCKET, "tls/backup.tar").await?;
     check_artifact(&bytes, &run.report, &bed).await?;
 
@@ -677,13 +671,7 @@ async fn ha_to_sftp() -> Result<()> {
     let sink = sftp_sink(&bed, host, &out, &host.known_hosts_line(), None)?;
     let sink_value = sink.clone();
     let run = run_mover(&bed.request(sink), bed.dir.path()).await?;
-    ensure!(
-        run.status == 0,
-        "exit {}: {}\n{}",
-        run.status,
-        run.report_text,
-        run.stderr
-    );
+    run.exited_ok("mover")?;
     let MoverReport::Succeeded { uri, sha256, .. } = &run.report else {
         bail!("{:?}", run.report);
     };

@@ -664,8 +664,9 @@ pub fn parse_run_state(output: impl AsRef<[u8]>) -> Result<RunState, ParseError>
     Ok(state)
 }
 
-/// Parses `sha256sum FILE`: the digest at the start of the first line (a leading `\`, which
-/// sha256sum prints for escaped file names, is accepted).
+/// Parses `sha256sum FILE` (or `openssl dgst -sha256 -r FILE`, the same line with `*` before the
+/// name): the digest at the start of the first line (a leading `\`, which sha256sum prints for
+/// escaped file names, is accepted).
 pub fn parse_sha256sum(output: impl AsRef<[u8]>) -> Result<Sha256Digest, ParseError> {
     let raw = output.as_ref();
     let text = OutputText::new(raw);
@@ -953,6 +954,15 @@ ESC status=0 ESC Master Healthy
                 .to_string(),
             d
         );
+        // `openssl dgst -sha256 -r` (the node's faster hasher) marks the file with `*`.
+        assert_eq!(
+            parse_sha256sum(format!("{d} */tmp/x\n"))
+                .unwrap()
+                .to_string(),
+            d
+        );
+        // openssl without `-r` prints `SHA2-256(FILE)= HEX`: not this format, refused.
+        assert!(parse_sha256sum(format!("SHA2-256(/tmp/x)= {d}\n")).is_err());
         assert!(parse_sha256sum("sha256sum: /tmp/x: No such file or directory\n").is_err());
         assert!(parse_sha256sum(&d[1..]).is_err());
         // A NUL or colour code stuck to the digest is cleaned off, not taken into it.

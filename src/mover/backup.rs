@@ -6,8 +6,9 @@
 //! 2. Connect: one SSH connection per node (host keys verified), and the sink opened (the S3
 //!    multipart upload created, or the SFTP temporary file), so a wrong credential or a missing
 //!    bucket fails before minutes of checksumming.
-//! 3. Inspect: each member's size and SHA-256 taken on its node (`stat`, `sha256sum`); an absent
-//!    optional member is skipped; the manifest is complete from here on.
+//! 3. Inspect: each member's size and SHA-256 taken on its node (`stat`, then `openssl dgst` or
+//!    `sha256sum`), all members at once; an absent optional member is skipped; the manifest is
+//!    complete from here on.
 //! 4. Transfer: the archive streamed from the nodes into the sink (progress lines on stdout),
 //!    then the sink finished (upload completed, digest metadata, sidecar).
 //! 5. Verify: the stored size and digest read back from the store and compared.
@@ -358,39 +359,44 @@ async fn inspect(
     request: &MoverRequest,
     nodes: &BTreeMap<(String, u16), EscNode>,
 ) -> Result<(Manifest, Vec<(MemberSource, Member)>), SinkError> {
-    let mut members = Vec::new();
-    for source in &request.members {
-        let node = &nodes[&(source.host.clone(), source.port)];
-        let path = RemotePath::new(source.path.clone())
-            .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
-        let on = |e: &DriverError| {
-            let mut e = driver_error(e);
-            e.message = format!("node {}: {}", source.node, e.message);
-            e
-        };
-        if !exists(node, &path)
-            .await
-            .map_err(|e| on(&DriverError::Ssh(e)))?
-        {
-            if source.optional {
-                tracing::info!(node = %source.node, %path, kind = %source.kind, "optional member absent: skipped");
-                continue;
+    // Every member at once (one SSH channel each, on the node's one connection): the nodes
+    // hash their files side by side instead of one after the other.
+    let inspected =
+        futures::future::try_join_all(request.members.iter().map(|source| async move {
+            let node = &nodes[&(source.host.clone(), source.port)];
+            let path = RemotePath::new(source.path.clone())
+                .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
+            let on = |e: &DriverError| {
+                let mut e = driver_error(e);
+                e.message = format!("node {}: {}", source.node, e.message);
+                e
+            };
+            if !exists(node, &path)
+                .await
+                .map_err(|e| on(&DriverError::Ssh(e)))?
+            {
+                if source.optional {
+                    tracing::info!(node = %source.node, %path, kind = %source.kind, "optional member absent: skipped");
+                    return Ok(None);
+                }
+                return Err(SinkError::new(
+                    "MemberMissing",
+                    format!(
+                        "{} file {path} does not exist on node {}; the file the backup left there was removed, or the backup must be run again",
+                        source.kind, source.node
+                    ),
+                ));
             }
-            return Err(SinkError::new(
-                "MemberMissing",
-                format!(
-                    "{} file {path} does not exist on node {}; the file the backup left there was removed, or the backup must be run again",
-                    source.kind, source.node
-                ),
-            ));
-        }
-        let size = node.file_size(&path).await.map_err(|e| on(&e))?;
-        let sha256 = node.sha256(&path).await.map_err(|e| on(&e))?;
-        let member = Member::new(source.kind, &source.node, &path, size, sha256)
-            .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
-        tracing::info!(member = %member.name, node = %source.node, %path, size, %sha256, "member inspected");
-        members.push((source.clone(), member));
-    }
+            let size = node.file_size(&path).await.map_err(|e| on(&e))?;
+            let sha256 = node.sha256(&path).await.map_err(|e| on(&e))?;
+            let member = Member::new(source.kind, &source.node, &path, size, sha256)
+                .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
+            tracing::info!(member = %member.name, node = %source.node, %path, size, %sha256, "member inspected");
+            Ok(Some((source.clone(), member)))
+        }))
+        .await?;
+    // In the request's order, whatever order they finished in.
+    let members: Vec<(MemberSource, Member)> = inspected.into_iter().flatten().collect();
     let now =
         Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time"));
     let mut manifest = request.manifest.clone();

@@ -28,6 +28,9 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v sshpass >/dev/null || need+=(sshpass)
 command -v tar >/dev/null || need+=(tar)
 command -v bzip2 >/dev/null || need+=(bzip2)
+# The nodes hash files with openssl where it exists (CommandLine::sha256sum); the driver's tests
+# run both that path and the coreutils fallback.
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -19,7 +19,7 @@ use esc_operator::esc::{KnownHosts, Sha256Digest, SshCredentials};
 use esc_operator::mover::SinkSpec;
 use esc_operator::mover::sink::s3::{S3Access, S3Credentials};
 use esc_operator::mover::sink::sftp::SshAccess;
-use esc_operator::mover::sink::{StoreAccess, delete_stored, verify_stored};
+use esc_operator::mover::sink::{StoreAccess, delete_stored, remove_leftovers, verify_stored};
 use esc_operator::mover::{ArchiveReader, MoverReport, MoverRequest, MoverStep, REQUEST_ENV};
 use esc_testbed::s3::{S3Kind, S3Server};
 use esc_testbed::sshd::{Fill, Role, SimEsc, SimNode, SimSpec};
@@ -52,6 +52,7 @@ on_both_servers!(
     large_database_in_parts,
     metadata_by_multipart_copy,
     sigterm_mid_transfer_aborts_the_upload,
+    sigkill_mid_transfer_leaves_an_upload_the_sweep_aborts,
     a_member_that_changes_aborts_the_upload,
     wrong_s3_credentials,
     missing_bucket,
@@ -724,6 +725,49 @@ async fn ha_to_sftp() -> Result<()> {
     Ok(())
 }
 
+/// SIGKILL while the archive streams to an SFTP host: the temporary file stays, and the
+/// operator's sweep removes it and nothing else beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_sigkill_mid_transfer_leaves_a_temp_file_the_sweep_removes() -> Result<()> {
+    let mut bed = Bed::start(SimSpec::standalone(), false)?;
+    let host = &bed.sim.nodes()[0];
+    let out = out_dir(host)?;
+    let decoys = [
+        "backup-1.tar.part-not-hex-digits",
+        "other.tar.part-0123456789abcdef",
+    ];
+    for d in decoys {
+        std::fs::write(out.join(d), b"not this run's")?;
+    }
+    let sink = sftp_sink(&bed, host, &out, &host.known_hosts_line(), None)?;
+    let access = StoreAccess::Sftp(SshAccess {
+        credentials: SshCredentials::private_key(host.private_key_pem()?.into_bytes(), None),
+        known_hosts: KnownHosts::parse(&host.known_hosts_line()),
+    });
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64
+        - 300;
+    let (status, report) =
+        signal_mid_transfer(&mut bed, sink.clone(), nix::sys::signal::Signal::SIGKILL).await?;
+    ensure!(
+        status.code().is_none() && report.is_none(),
+        "{status} {report:?}"
+    );
+    let left = listing(&out)?;
+    ensure!(
+        left.len() == 3
+            && left
+                .iter()
+                .any(|n| n.starts_with("backup-1.tar.part-") && n.len() == 34),
+        "{left:?}"
+    );
+    let spec: SinkSpec = serde_json::from_value(sink)?;
+    ensure!(remove_leftovers(&spec, &access, TIMEOUT, cutoff).await? == 1);
+    ensure!(listing(&out)? == decoys, "{:?}", listing(&out)?);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sftp_auth_failure_leaves_no_file() -> Result<()> {
     let bed = Bed::start(SimSpec::standalone(), false)?;
@@ -926,20 +970,19 @@ async fn metadata_by_multipart_copy(kind: S3Kind) -> Result<()> {
     s3.stop()
 }
 
-/// SIGTERM (the Job deleted) while the archive streams: the report says Cancelled in the
-/// Transfer step, and the multipart upload is aborted.
-async fn sigterm_mid_transfer_aborts_the_upload(kind: S3Kind) -> Result<()> {
+/// Starts the mover on a 2 GiB database (sparse zeros: instant to make, seconds to stream
+/// through a debug build) into `sink`, waits for its first progress line (parts are being
+/// uploaded) and sends it `signal`. Returns its exit status and its report, if it wrote one.
+async fn signal_mid_transfer(
+    bed: &mut Bed,
+    sink: Value,
+    signal: nix::sys::signal::Signal,
+) -> Result<(std::process::ExitStatus, Option<MoverReport>)> {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let mut bed = Bed::start(SimSpec::standalone(), false)?;
-    let node = &bed.sim.nodes()[0];
-    // Sparse zeros: instant to make, seconds to stream through a debug build.
-    let big = node.create_file("huge-db.tar.bz2", 2 << 30, Fill::Zeros)?;
+    let big = bed.sim.nodes()[0].create_file("huge-db.tar.bz2", 2 << 30, Fill::Zeros)?;
     bed.members[0]["path"] = big.display().to_string().into();
-    let s3 = S3Server::start(kind).await?;
-    s3.create_bucket(BUCKET).await?;
-    let sink = bed.s3_sink(&s3, "esc/prod/b.tar", "WhenRequired", s3.secret_key())?;
-    let log = bed.path("termination-log-sigterm");
+    let log = bed.path(&format!("termination-log-{}", rand_suffix()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_esc-operator"))
         .args(["mover", "backup", "--termination-log"])
         .arg(&log)
@@ -949,19 +992,33 @@ async fn sigterm_mid_transfer_aborts_the_upload(kind: S3Kind) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    // The first progress line: parts are being uploaded.
     while let Some(line) = lines.next_line().await? {
         if line.contains(r#""event":"progress""#) {
             break;
         }
     }
     let pid = nix::unistd::Pid::from_raw(child.id().context("pid")? as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+    nix::sys::signal::kill(pid, signal)?;
     while lines.next_line().await?.is_some() {}
     let status = child.wait().await?;
+    let report = match std::fs::read_to_string(&log) {
+        Ok(text) => Some(serde_json::from_str(&text)?),
+        Err(_) => None,
+    };
+    Ok((status, report))
+}
+
+/// SIGTERM (the Job deleted) while the archive streams: the report says Cancelled in the
+/// Transfer step, and the multipart upload is aborted.
+async fn sigterm_mid_transfer_aborts_the_upload(kind: S3Kind) -> Result<()> {
+    let mut bed = Bed::start(SimSpec::standalone(), false)?;
+    let s3 = S3Server::start(kind).await?;
+    s3.create_bucket(BUCKET).await?;
+    let sink = bed.s3_sink(&s3, "esc/prod/b.tar", "WhenRequired", s3.secret_key())?;
+    let (status, report) =
+        signal_mid_transfer(&mut bed, sink, nix::sys::signal::Signal::SIGTERM).await?;
     ensure!(status.code() == Some(1), "{kind}: {status}");
-    let report: MoverReport = serde_json::from_str(&std::fs::read_to_string(&log)?)?;
-    let MoverReport::Failed { step, reason, .. } = &report else {
+    let Some(MoverReport::Failed { step, reason, .. }) = &report else {
         bail!("{kind}: {report:?}")
     };
     ensure!(
@@ -972,5 +1029,63 @@ async fn sigterm_mid_transfer_aborts_the_upload(kind: S3Kind) -> Result<()> {
         s3.list_multipart_uploads(BUCKET).await?.is_empty(),
         "{kind}: a multipart upload was left"
     );
+    s3.stop()
+}
+
+/// SIGKILL (an OOM kill, a lost node) while the archive streams: the mover cannot abort its
+/// upload, and the operator's sweep (`remove_leftovers`, in the run's cleanup) aborts exactly
+/// that one: not an incomplete upload of a longer key under the same prefix, not one begun
+/// before the cutoff.
+async fn sigkill_mid_transfer_leaves_an_upload_the_sweep_aborts(kind: S3Kind) -> Result<()> {
+    let mut bed = Bed::start(SimSpec::standalone(), false)?;
+    let s3 = S3Server::start(kind).await?;
+    s3.create_bucket(BUCKET).await?;
+    let key = "esc/prod/b.tar";
+    let decoy = s3
+        .client()
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(format!("{key}.other"))
+        .send()
+        .await?;
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64
+        - 300;
+    let sink = bed.s3_sink(&s3, key, "WhenRequired", s3.secret_key())?;
+    let (status, report) =
+        signal_mid_transfer(&mut bed, sink.clone(), nix::sys::signal::Signal::SIGKILL).await?;
+    ensure!(status.code().is_none(), "{kind}: {status}");
+    ensure!(report.is_none(), "{kind}: {report:?}");
+    let keys = |uploads: Vec<esc_testbed::s3::MultipartUpload>| {
+        let mut k: Vec<String> = uploads.into_iter().map(|u| u.key).collect();
+        k.sort();
+        k
+    };
+    let left = keys(s3.list_multipart_uploads(BUCKET).await?);
+    ensure!(
+        left == [key.to_owned(), format!("{key}.other")],
+        "{kind}: {left:?}"
+    );
+    let spec: SinkSpec = serde_json::from_value(sink)?;
+    let access = StoreAccess::S3(S3Access {
+        credentials: S3Credentials::from_keys(s3.access_key(), s3.secret_key().to_owned(), None),
+        ca_bundle_pem: None,
+    });
+    // A cutoff after the kill: nothing is this run's.
+    let later = cutoff + 3600;
+    ensure!(remove_leftovers(&spec, &access, TIMEOUT, later).await? == 0);
+    ensure!(remove_leftovers(&spec, &access, TIMEOUT, cutoff).await? == 1);
+    let left = keys(s3.list_multipart_uploads(BUCKET).await?);
+    ensure!(left == [format!("{key}.other")], "{kind}: {left:?}");
+    // Swept already: nothing more, no error.
+    ensure!(remove_leftovers(&spec, &access, TIMEOUT, cutoff).await? == 0);
+    s3.client()
+        .abort_multipart_upload()
+        .bucket(BUCKET)
+        .key(format!("{key}.other"))
+        .upload_id(decoy.upload_id().context("upload id")?)
+        .send()
+        .await?;
     s3.stop()
 }

@@ -145,6 +145,13 @@ impl Fixture {
         Ok(())
     }
 
+    /// SIGKILLs the operator and starts another one named `name` whose mover template is
+    /// `yaml` (the template file is rewritten; the next replacement keeps it).
+    async fn replace_operator_with_template(&mut self, name: &str, yaml: &str) -> Result<()> {
+        std::fs::write(&self.template, yaml)?;
+        self.replace_operator(name).await
+    }
+
     fn clusters(&self) -> Api<EscCluster> {
         Api::namespaced(cluster().client(), self.ns.name())
     }
@@ -832,6 +839,43 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
     );
     assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
     jobs.delete(&squatter, &DeleteParams::default()).await?;
+
+    // The mover OOM-killed mid-transfer: a memory limit below one S3 part, and a log archive
+    // bigger than a part (incompressible, so the archive is too). The kill is the reason; the
+    // multipart upload the killed mover could not abort is aborted by the operator.
+    let ballast = f.sim.nodes()[0].log_dir().join("ballast.log");
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom")?, 24 << 20),
+        &mut std::fs::File::create(&ballast)?,
+    )?;
+    let normal_template = std::fs::read_to_string(&f.template)?;
+    f.replace_operator_with_template(
+        "op-oom",
+        &format!("{normal_template}resources:\n  limits:\n    memory: 12Mi\ns3PartSizeMiB: 16\n"),
+    )
+    .await?;
+    let target = f
+        .s3_target(&s3, s3.secret_key(), ChecksumMode::WhenSupported)
+        .await?;
+    f.create_backup("oom", target, |_| {}).await?;
+    let s = f.wait_backup("oom", "Failed", BACKUP, failed).await?;
+    let failure = s.failure.clone().context("no failure")?;
+    assert_eq!(
+        (failure.step.as_str(), failure.reason.as_str()),
+        ("Upload", "MoverOOMKilled"),
+        "{failure:?}\n{}",
+        f.job_summary().await
+    );
+    assert_eq!(s3.list_multipart_uploads(BUCKET).await?, []);
+    assert_eq!(
+        f.sim.journal()?.mode_changes().last().map(|m| m.2),
+        Some(Mode::Operation)
+    );
+    assert!(f.leftovers().is_empty(), "{:?}", f.leftovers());
+    assert!(f.log_archives().is_empty(), "{:?}", f.log_archives());
+    std::fs::remove_file(&ballast)?;
+    f.replace_operator_with_template("op-fed", &normal_template)
+        .await?;
 
     // A missing EscCluster fails fast in the preflight, nothing sent to ESC.
     let before = f.journal_words()?.len();

@@ -313,7 +313,7 @@ impl<'a> Remote<'a> {
                             return Err(Problem::new(
                                 "CleanupRefused",
                                 format!(
-                                    "{} is not named like an escadm log archive                                      (/var/tmp/esc_log-*.tar.bz2)",
+                                    "{} is not named like an escadm log archive (/var/tmp/esc_log-*.tar.bz2)",
                                     f.path
                                 ),
                             ));

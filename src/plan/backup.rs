@@ -35,6 +35,12 @@ pub use super::run::{
     READY, RECONCILING, RemoteCommand, RemoteOutcome, STALLED, short_uid, step_timeout,
 };
 
+/// How far the store's clock may be behind the operator's: leftovers of a killed mover are
+/// looked for from this long before its step started (S3 stamps an upload with the store's
+/// time, an SFTP host a file with its own).
+const STORE_CLOCK_SKEW: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(300);
+
 /// What the last action found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observed {
@@ -82,10 +88,13 @@ pub enum BackupAction {
     /// Read back the stored artifact's size and SHA-256.
     Verify,
     /// Remove these files and directories from the nodes; delete the mover Job if it still
-    /// runs (`stop_mover`: cancelled or failed while it ran).
+    /// runs (`stop_mover`: cancelled or failed while it ran); and remove what a killed mover
+    /// left in the store for this artifact since `store_leftovers_since` (incomplete multipart
+    /// uploads, SFTP temporary files), which only the operator can do after an OOM kill.
     Cleanup {
         files: Vec<NodeFile>,
         stop_mover: Option<String>,
+        store_leftovers_since: Option<Time>,
     },
 }
 
@@ -565,8 +574,8 @@ impl Planner<'_, '_> {
                     self.events.push(PlannedEvent::warning(
                         "CleanupIncomplete",
                         format!(
-                            "temporary files could not all be removed from the ESC nodes ({}): \
-                             remove them by hand: {}",
+                            "the run's temporary files could not all be removed ({}): remove \
+                             by hand what remains of them, on the ESC nodes: {}",
                             problem.message,
                             self.files_listing()
                         ),
@@ -587,6 +596,10 @@ impl Planner<'_, '_> {
                 let stop_mover = (self.status.failure.is_some())
                     .then(|| self.status.mover_job.clone())
                     .flatten();
+                let store_leftovers_since = stop_mover
+                    .as_ref()
+                    .and_then(|_| self.step_started(BackupStep::Upload))
+                    .map(|t| Time(t.0 - STORE_CLOCK_SKEW));
                 if self.status.node_files.is_empty() && stop_mover.is_none() {
                     self.input_less_cleanup();
                     return;
@@ -594,6 +607,7 @@ impl Planner<'_, '_> {
                 self.action = Some(BackupAction::Cleanup {
                     files: self.status.node_files.clone(),
                     stop_mover,
+                    store_leftovers_since,
                 });
             }
         }
@@ -616,6 +630,15 @@ impl Planner<'_, '_> {
             .map(|f| format!("{}:{}", f.node, f.path))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// When `step` started, if it did.
+    fn step_started(&self, step: BackupStep) -> Option<Time> {
+        self.status
+            .steps
+            .iter()
+            .find(|s| s.name == step)
+            .and_then(|s| s.started_at.clone())
     }
 
     /// How long the current step has run.

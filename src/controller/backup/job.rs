@@ -138,7 +138,8 @@ impl Default for MoverTemplate {
 fn default_resources() -> ResourceRequirements {
     let q = |s: &str| Quantity(s.to_owned());
     ResourceRequirements {
-        // Memory is bounded by the upload's parts in flight (8 MiB × 5 by default).
+        // Memory is bounded by the upload's parts: 4 in flight and one being filled, 5 MiB each
+        // by default (peak RSS 58 MiB measured at 1 and 4 GiB).
         requests: Some(BTreeMap::from([
             ("cpu".to_owned(), q("100m")),
             ("memory".to_owned(), q("64Mi")),

@@ -356,12 +356,28 @@ async fn drive(backup: &EscBackup, ctx: &Context, deleting: bool) -> Result<Acti
                 mover(ctx, backup, cluster.as_ref(), &previous, &view, &job_name).await,
             ),
             BackupAction::Verify => Observed::Stored(verify(ctx, backup).await),
-            BackupAction::Cleanup { files, stop_mover } => {
+            BackupAction::Cleanup {
+                files,
+                stop_mover,
+                store_leftovers_since,
+            } => {
                 if let Some(job_name) = stop_mover {
                     let uid = backup.uid().unwrap_or_default();
                     jobs::stop_job(ctx, &namespace, &job_name, &uid).await;
                 }
-                Observed::Cleaned(remote.cleanup(&files).await)
+                let nodes = remote.cleanup(&files).await;
+                let store = match store_leftovers_since {
+                    Some(since) => remove_store_leftovers(ctx, backup, since).await,
+                    None => Ok(()),
+                };
+                Observed::Cleaned(match (nodes, store) {
+                    (Ok(()), Ok(())) => Ok(()),
+                    (Err(p), Ok(())) | (Ok(()), Err(p)) => Err(p),
+                    (Err(n), Err(s)) => Err(Problem::new(
+                        n.reason,
+                        format!("{}; and in the store: {}", n.message, s.message),
+                    )),
+                })
             }
         });
     }
@@ -434,6 +450,25 @@ async fn preflight_checks(
 }
 
 /// The backup's target and its credentials, read from its Secrets.
+/// After a failed or cancelled transfer: what the mover could not remove itself because it was
+/// killed (an OOM kill leaves an incomplete multipart upload or an SFTP temporary file).
+async fn remove_store_leftovers(
+    ctx: &Context,
+    backup: &EscBackup,
+    since: Time,
+) -> Result<(), Problem> {
+    let target = load_target(ctx, backup).await?;
+    let removed = target::remove_leftovers(&target, since).await?;
+    if removed > 0 {
+        tracing::info!(
+            object = %object(backup),
+            removed,
+            "removed what the mover left in the store"
+        );
+    }
+    Ok(())
+}
+
 async fn load_target(ctx: &Context, backup: &EscBackup) -> Result<target::TargetAccess, Problem> {
     let namespace = backup.namespace().unwrap_or_default();
     let sink = sink(

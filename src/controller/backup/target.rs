@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::job::MoverSecrets;
-use crate::api::{BackupTarget, EscCluster};
+use crate::api::{BackupTarget, EscCluster, Time};
 use crate::controller::secrets::{self, credentials_of, known_hosts_of, text_of};
 use crate::mover::SinkSpec;
 use crate::mover::sink::{self, SinkError, StoreAccess, s3, sftp};
@@ -200,4 +200,17 @@ pub async fn delete(target: &TargetAccess) -> Result<(), Problem> {
     sink::delete_stored(&target.sink, &target.access, SFTP_CONNECT_TIMEOUT)
         .await
         .map_err(problem)
+}
+
+/// Removes what a killed mover left in the store for this run's artifact (incomplete multipart
+/// uploads, SFTP temporary files) since `since`; returns how many went.
+pub async fn remove_leftovers(target: &TargetAccess, since: Time) -> Result<u32, Problem> {
+    sink::remove_leftovers(
+        &target.sink,
+        &target.access,
+        SFTP_CONNECT_TIMEOUT,
+        since.0.as_second(),
+    )
+    .await
+    .map_err(problem)
 }

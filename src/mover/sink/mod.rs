@@ -118,6 +118,27 @@ pub async fn delete_stored(
     }
 }
 
+/// Removes what a mover killed mid-transfer left in the store for this artifact (S3: its
+/// incomplete multipart uploads; SFTP: its temporary files), created at or after
+/// `cutoff_unix_secs`; returns how many went. A mover that fails on its own cleans up itself:
+/// this is for the kills it cannot see (OOM, a lost node, SIGKILL after the grace period).
+pub async fn remove_leftovers(
+    spec: &SinkSpec,
+    access: &StoreAccess,
+    connect_timeout: Duration,
+    cutoff_unix_secs: i64,
+) -> Result<u32, SinkError> {
+    match (spec, access) {
+        (SinkSpec::S3(spec), StoreAccess::S3(access)) => {
+            s3::abort_incomplete_uploads(spec, access, cutoff_unix_secs).await
+        }
+        (SinkSpec::Sftp(spec), StoreAccess::Sftp(access)) => {
+            sftp::remove_temp_files(spec, access, connect_timeout, cutoff_unix_secs).await
+        }
+        _ => Err(access_mismatch(spec)),
+    }
+}
+
 /// What a restore's preflight learns from the store without reading the artifact whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArtifactHead {

@@ -488,7 +488,7 @@ impl S3Upload {
         );
         self.in_flight.spawn(async move {
             let len = body.len();
-            let out = client
+            let request = client
                 .upload_part()
                 .bucket(&spec.bucket)
                 .key(&spec.key)
@@ -496,10 +496,13 @@ impl S3Upload {
                 .part_number(number)
                 .content_length(len as i64)
                 .set_checksum_algorithm(crc32.then_some(ChecksumAlgorithm::Crc32))
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|e| {
+                .body(ByteStream::from(body));
+            let sent = if unsigned_payload(&spec) {
+                request.customize().disable_payload_signing().send().await
+            } else {
+                request.send().await
+            };
+            let out = sent.map_err(|e| {
                     classify(
                         &format!("uploading part {number} of {}", spec.uri()),
                         &spec,
@@ -1041,6 +1044,94 @@ impl<R: AsyncRead + Unpin> AsyncRead for BodyReader<R> {
     }
 }
 
+/// Whether a part goes with `UNSIGNED-PAYLOAD` instead of its SHA-256 in the signature: over
+/// HTTPS (AWS's default endpoint, or an `https://` one), where TLS already protects the bytes
+/// in transit, as awscli does. Signing costs one more SHA-256 pass over every byte in the
+/// mover. Over plain HTTP the signature is the only protection against a changed body, so it
+/// stays.
+fn unsigned_payload(spec: &S3Sink) -> bool {
+    spec.endpoint.as_deref().is_none_or(|e| {
+        e.get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+    })
+}
+
+/// Aborts the incomplete multipart uploads a mover that could not clean up after itself left
+/// under the artifact's key (killed: OOM, node lost, SIGKILL after its grace period) and
+/// returns how many it aborted. Only uploads of exactly this key, initiated at or after
+/// `cutoff_unix_secs`, are touched: never a completed object, never another key.
+pub async fn abort_incomplete_uploads(
+    spec: &S3Sink,
+    access: &S3Access,
+    cutoff_unix_secs: i64,
+) -> Result<u32, SinkError> {
+    let client = client(spec, access).await?;
+    let place = format!("the incomplete uploads of {}", spec.uri());
+    let mut ours = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = client
+            .list_multipart_uploads()
+            .bucket(&spec.bucket)
+            .prefix(&spec.key)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send()
+            .await
+            .map_err(|e| classify(&format!("listing {place}"), spec, e))?;
+        for upload in page.uploads() {
+            let initiated = upload.initiated().map(|t| t.secs());
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id())
+                && is_leftover_upload(key, initiated, &spec.key, cutoff_unix_secs)
+            {
+                ours.push(id.to_owned());
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        if key_marker.is_none() && id_marker.is_none() {
+            break;
+        }
+    }
+    for id in &ours {
+        match client
+            .abort_multipart_upload()
+            .bucket(&spec.bucket)
+            .key(&spec.key)
+            .upload_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(uri = %spec.uri(), upload_id = %id, "incomplete multipart upload aborted")
+            }
+            // Gone meanwhile (the mover's own abort won the race): what was wanted.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload") => {}
+            Err(e) => {
+                return Err(classify(
+                    &format!(
+                        "aborting the multipart upload {id} of {} (abort it by hand: aws s3api abort-multipart-upload)",
+                        spec.uri()
+                    ),
+                    spec,
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(ours.len() as u32)
+}
+
+/// Whether a listed multipart upload is a leftover of this run: exactly the artifact's key (the
+/// listing's prefix also matches longer keys), initiated no earlier than `cutoff`. An upload
+/// without an initiation time is not touched: the store did not say it is recent.
+fn is_leftover_upload(key: &str, initiated: Option<i64>, artifact_key: &str, cutoff: i64) -> bool {
+    key == artifact_key && initiated.is_some_and(|t| t >= cutoff)
+}
+
 /// Deletes a stored artifact and its sidecar (a missing one is no error: S3 deletes are
 /// idempotent).
 pub async fn delete_stored(spec: &S3Sink, access: &S3Access) -> Result<(), SinkError> {
@@ -1064,6 +1155,49 @@ pub(crate) async fn delete_with(client: &Client, spec: &S3Sink) -> Result<(), Si
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_are_signed_unless_tls_protects_them() {
+        let with = |endpoint: Option<&str>| S3Sink {
+            endpoint: endpoint.map(str::to_owned),
+            ..serde_json::from_value(serde_json::json!({
+                "bucket": "b", "key": "k", "checksumMode": "WhenSupported",
+                "partSizeBytes": 5 << 20, "concurrency": 1
+            }))
+            .unwrap()
+        };
+        assert!(unsigned_payload(&with(None)), "AWS's own endpoint is HTTPS");
+        assert!(unsigned_payload(&with(Some("https://minio.example:9000"))));
+        assert!(unsigned_payload(&with(Some("HTTPS://minio.example"))));
+        assert!(!unsigned_payload(&with(Some("http://127.0.0.1:9000"))));
+        // Not recognised as HTTPS: signed (fails closed to the stronger check).
+        assert!(!unsigned_payload(&with(Some("minio.example:9000"))));
+        assert!(!unsigned_payload(&with(Some("https:/x"))));
+    }
+
+    #[test]
+    fn only_recent_uploads_of_exactly_the_key_are_leftovers() {
+        let key = "esc/ns/esc/nightly.tar";
+        assert!(is_leftover_upload(key, Some(1_000), key, 1_000));
+        assert!(is_leftover_upload(key, Some(2_000), key, 1_000));
+        // Older than the run: not this run's.
+        assert!(!is_leftover_upload(key, Some(999), key, 1_000));
+        // The listing's prefix matches longer keys: another backup's artifact or sidecar.
+        assert!(!is_leftover_upload(
+            "esc/ns/esc/nightly.tar.sha256",
+            Some(2_000),
+            key,
+            1_000
+        ));
+        assert!(!is_leftover_upload(
+            "esc/ns/esc/nightly.tar2",
+            Some(2_000),
+            key,
+            1_000
+        ));
+        // No initiation time: unknown, left alone.
+        assert!(!is_leftover_upload(key, None, key, 1_000));
+    }
 
     #[test]
     fn copy_sources_are_encoded() {

@@ -562,6 +562,59 @@ impl AsyncRead for SftpSource {
     }
 }
 
+/// Removes the temporary files a mover that could not clean up after itself left beside the
+/// artifact (`PATH.part-<hex>` and `PATH.sha256.part-<hex>`, see [`temp_name`]), modified at or
+/// after `cutoff_unix_secs`, and returns how many it removed. Never the artifact, its sidecar, or
+/// any other name.
+pub async fn remove_temp_files(
+    spec: &SftpSink,
+    access: &SshAccess,
+    connect_timeout: Duration,
+    cutoff_unix_secs: i64,
+) -> Result<u32, SinkError> {
+    let session = connect(spec, access, connect_timeout).await?;
+    let result = async {
+        let sftp = open_sftp(&session).await?;
+        let (dir, _) = spec.path.rsplit_once('/').unwrap_or(("", &spec.path));
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let listing = sftp
+            .read_dir(dir)
+            .await
+            .map_err(|e| sftp_error(&format!("listing {dir}"), &spec.host, &e))?;
+        let mut removed = 0;
+        for entry in listing {
+            let path = format!("{}/{}", dir.trim_end_matches('/'), entry.file_name());
+            let mtime = entry.metadata().mtime.map(i64::from);
+            if !is_leftover_temp(&path, mtime, spec, cutoff_unix_secs) {
+                continue;
+            }
+            match sftp.remove_file(&path).await {
+                Ok(()) => removed += 1,
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {}
+                Err(e) => return Err(sftp_error(&format!("removing {path}"), &spec.host, &e)),
+            }
+            tracing::info!(%path, host = %spec.host, "temporary file left by a mover removed");
+        }
+        let _ = sftp.close().await;
+        Ok(removed)
+    }
+    .await;
+    session.close().await;
+    result
+}
+
+/// Whether `path` is a temporary file of this artifact or its sidecar ([`temp_name`]: exactly
+/// 16 hex digits after `.part-`), modified no earlier than `cutoff`. Unknown times are not
+/// recent.
+fn is_leftover_temp(path: &str, mtime: Option<i64>, spec: &SftpSink, cutoff: i64) -> bool {
+    let of = |base: &str| {
+        path.strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix(".part-"))
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    (of(&spec.path) || of(&spec.sidecar_path())) && mtime.is_some_and(|t| t >= cutoff)
+}
+
 /// Deletes a stored artifact and its sidecar; a missing one is no error.
 pub async fn delete_stored(
     spec: &SftpSink,
@@ -589,4 +642,44 @@ pub(crate) async fn delete_on(session: &SshSession, spec: &SftpSink) -> Result<(
         Ok(())
     }
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recent_temp_files_of_this_artifact_are_leftovers() {
+        let spec = SftpSink {
+            host: "h".into(),
+            port: 22,
+            user: "u".into(),
+            path: "/backups/ns-esc-nightly.tar".into(),
+            credentials_dir: "/c".into(),
+            known_hosts_file: "/k".into(),
+        };
+        let temp = temp_name(&spec.path);
+        let sidecar_temp = temp_name(&spec.sidecar_path());
+        for p in [&temp, &sidecar_temp] {
+            assert!(is_leftover_temp(p, Some(1_000), &spec, 1_000), "{p}");
+            // Older than the run, or of unknown age: left alone.
+            assert!(!is_leftover_temp(p, Some(999), &spec, 1_000), "{p}");
+            assert!(!is_leftover_temp(p, None, &spec, 1_000), "{p}");
+        }
+        for other in [
+            "/backups/ns-esc-nightly.tar",
+            "/backups/ns-esc-nightly.tar.sha256",
+            "/backups/ns-esc-nightly.tar.preflight-0123456789abcdef",
+            "/backups/ns-esc-nightly.tar.part-0123",
+            "/backups/ns-esc-nightly.tar.part-0123456789abcdefg",
+            "/backups/ns-esc-nightly.tar.part-zz23456789abcdef",
+            "/backups/ns-esc-nightly.tar2.part-0123456789abcdef",
+            "/backups/other.tar.part-0123456789abcdef",
+        ] {
+            assert!(
+                !is_leftover_temp(other, Some(2_000), &spec, 1_000),
+                "{other}"
+            );
+        }
+    }
 }

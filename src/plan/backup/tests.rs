@@ -258,10 +258,17 @@ fn an_ha_backup_runs_the_manuals_order_with_one_window_around_escadm_backup() {
         "not before verification"
     );
     let p = run.plan(Some(Observed::Stored(Ok(stored(100, SHA)))));
-    let Some(BackupAction::Cleanup { files, stop_mover }) = p.action else {
+    let Some(BackupAction::Cleanup {
+        files,
+        stop_mover,
+        store_leftovers_since,
+    }) = p.action
+    else {
         panic!("{:?}", p.action)
     };
     assert_eq!(stop_mover, None);
+    // A mover that succeeded left nothing in the store to look for.
+    assert_eq!(store_leftovers_since, None);
     let kinds: Vec<_> = files.iter().map(|f| (f.node.as_str(), f.kind)).collect();
     assert_eq!(
         kinds,
@@ -476,10 +483,28 @@ fn a_mover_failure_stops_the_job_and_keeps_the_movers_reason() {
         "NoSuchBucket",
         "bucket esc-backups does not exist",
     )))));
-    let Some(BackupAction::Cleanup { stop_mover, .. }) = p.action else {
+    let Some(BackupAction::Cleanup {
+        stop_mover,
+        store_leftovers_since,
+        ..
+    }) = p.action
+    else {
         panic!("{:?}", p.action)
     };
     assert_eq!(stop_mover, Some(mover_job_name("nightly", UID)));
+    // What a killed mover may have left in the store (it cannot abort its own upload after an
+    // OOM kill) is looked for from the Upload step's start, less the allowed clock skew.
+    let upload_started = run
+        .status
+        .steps
+        .iter()
+        .find(|s| s.name == BackupStep::Upload)
+        .and_then(|s| s.started_at.clone())
+        .unwrap();
+    assert_eq!(
+        store_leftovers_since.map(|t| upload_started.0.as_second() - t.0.as_second()),
+        Some(300)
+    );
     run.plan(Some(Observed::Cleaned(Ok(()))));
     assert_eq!(run.status.phase, Some(RunPhase::Failed));
     assert_eq!(run.status.failure.as_ref().unwrap().reason, "NoSuchBucket");

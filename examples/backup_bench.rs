@@ -15,8 +15,9 @@
 //! - `s3 upload`: the mover's [`S3Upload`] fed from the file on local disk (no SSH, no hashing),
 //!   completed with the digest metadata and the sidecar as the mover does;
 //! - `mover`: the release binary as the Job runs it, wall time from start to exit (so it
-//!   includes `sha256sum` on the node before the transfer), and its transfer phase alone; peak
-//!   RSS is `VmHWM` of `/proc/PID/status`, read until it exits;
+//!   includes hashing the file on the node before the transfer: `openssl dgst`, or `sha256sum`
+//!   where the node has no openssl), and its transfer phase alone; peak RSS is `VmHWM` of
+//!   `/proc/PID/status`, read until it exits;
 //! - `ssh | aws s3 cp`: OpenSSH's `ssh ... cat FILE` piped into awscli (`pip install awscli`;
 //!   the row says so when `aws` is missing). Its keys reach awscli in a credentials file.
 //!
@@ -266,7 +267,7 @@ impl Bench {
                 what: format!("mover ({})", s3.kind()),
                 bytes: size,
                 seconds: wall,
-                note: format!("start to exit, incl. sha256sum on the node; {note}"),
+                note: format!("start to exit, incl. hashing on the node; {note}"),
             },
             Row {
                 what: format!("mover transfer ({})", s3.kind()),

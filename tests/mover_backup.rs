@@ -765,6 +765,12 @@ async fn sftp_sigkill_mid_transfer_leaves_a_temp_file_the_sweep_removes() -> Res
     let spec: SinkSpec = serde_json::from_value(sink)?;
     ensure!(remove_leftovers(&spec, &access, TIMEOUT, cutoff).await? == 1);
     ensure!(listing(&out)? == decoys, "{:?}", listing(&out)?);
+    // A directory that is gone holds no temporary file: nothing to remove, no error.
+    let SinkSpec::Sftp(mut gone) = spec else {
+        bail!("not an SFTP sink")
+    };
+    gone.path = out.join("no-such-dir/backup-1.tar").display().to_string();
+    ensure!(remove_leftovers(&SinkSpec::Sftp(gone), &access, TIMEOUT, cutoff).await? == 0);
     Ok(())
 }
 
@@ -1087,5 +1093,8 @@ async fn sigkill_mid_transfer_leaves_an_upload_the_sweep_aborts(kind: S3Kind) ->
         .upload_id(decoy.upload_id().context("upload id")?)
         .send()
         .await?;
+    // A bucket that is gone holds no upload: nothing to remove, and no error to report.
+    s3.client().delete_bucket().bucket(BUCKET).send().await?;
+    ensure!(remove_leftovers(&spec, &access, TIMEOUT, cutoff).await? == 0);
     s3.stop()
 }

@@ -449,7 +449,6 @@ async fn preflight_checks(
     Ok(())
 }
 
-/// The backup's target and its credentials, read from its Secrets.
 /// After a failed or cancelled transfer: what the mover could not remove itself because it was
 /// killed (an OOM kill leaves an incomplete multipart upload or an SFTP temporary file).
 async fn remove_store_leftovers(
@@ -469,6 +468,7 @@ async fn remove_store_leftovers(
     Ok(())
 }
 
+/// The backup's target and its credentials, read from its Secrets.
 async fn load_target(ctx: &Context, backup: &EscBackup) -> Result<target::TargetAccess, Problem> {
     let namespace = backup.namespace().unwrap_or_default();
     let sink = sink(

@@ -1070,7 +1070,7 @@ pub async fn abort_incomplete_uploads(
     let mut ours = Vec::new();
     let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
     loop {
-        let page = client
+        let listed = client
             .list_multipart_uploads()
             .bucket(&spec.bucket)
             .prefix(&spec.key)
@@ -1078,7 +1078,13 @@ pub async fn abort_incomplete_uploads(
             .set_upload_id_marker(id_marker.take())
             .send()
             .await
-            .map_err(|e| classify(&format!("listing {place}"), spec, e))?;
+            .map_err(|e| classify(&format!("listing {place}"), spec, e));
+        let page = match listed {
+            Ok(page) => page,
+            // No bucket, no upload in it: nothing was left (the run already failed for that).
+            Err(e) if e.reason == "NoSuchBucket" => return Ok(0),
+            Err(e) => return Err(e),
+        };
         for upload in page.uploads() {
             let initiated = upload.initiated().map(|t| t.secs());
             if let (Some(key), Some(id)) = (upload.key(), upload.upload_id())

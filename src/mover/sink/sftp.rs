@@ -577,10 +577,12 @@ pub async fn remove_temp_files(
         let sftp = open_sftp(&session).await?;
         let (dir, _) = spec.path.rsplit_once('/').unwrap_or(("", &spec.path));
         let dir = if dir.is_empty() { "/" } else { dir };
-        let listing = sftp
-            .read_dir(dir)
-            .await
-            .map_err(|e| sftp_error(&format!("listing {dir}"), &spec.host, &e))?;
+        let listing = match sftp.read_dir(dir).await {
+            Ok(listing) => listing,
+            // No directory, no temporary file in it.
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => return Ok(0),
+            Err(e) => return Err(sftp_error(&format!("listing {dir}"), &spec.host, &e)),
+        };
         let mut removed = 0;
         for entry in listing {
             let path = format!("{}/{}", dir.trim_end_matches('/'), entry.file_name());

@@ -867,6 +867,14 @@ async fn failures_end_failed_with_a_reason_esc_in_operation_and_nothing_left() -
         f.job_summary().await
     );
     assert_eq!(s3.list_multipart_uploads(BUCKET).await?, []);
+    // The killed mover could not abort its upload: the operator's cleanup did.
+    assert!(
+        f.operator
+            .log()
+            .contains("removed what the mover left in the store"),
+        "{}",
+        tail(&f.operator.log(), 40)
+    );
     assert_eq!(
         f.sim.journal()?.mode_changes().last().map(|m| m.2),
         Some(Mode::Operation)

@@ -361,40 +361,13 @@ async fn inspect(
 ) -> Result<(Manifest, Vec<(MemberSource, Member)>), SinkError> {
     // Every member at once (one SSH channel each, on the node's one connection): the nodes
     // hash their files side by side instead of one after the other.
-    let inspected =
-        futures::future::try_join_all(request.members.iter().map(|source| async move {
-            let node = &nodes[&(source.host.clone(), source.port)];
-            let path = RemotePath::new(source.path.clone())
-                .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
-            let on = |e: &DriverError| {
-                let mut e = driver_error(e);
-                e.message = format!("node {}: {}", source.node, e.message);
-                e
-            };
-            if !exists(node, &path)
-                .await
-                .map_err(|e| on(&DriverError::Ssh(e)))?
-            {
-                if source.optional {
-                    tracing::info!(node = %source.node, %path, kind = %source.kind, "optional member absent: skipped");
-                    return Ok(None);
-                }
-                return Err(SinkError::new(
-                    "MemberMissing",
-                    format!(
-                        "{} file {path} does not exist on node {}; the file the backup left there was removed, or the backup must be run again",
-                        source.kind, source.node
-                    ),
-                ));
-            }
-            let size = node.file_size(&path).await.map_err(|e| on(&e))?;
-            let sha256 = node.sha256(&path).await.map_err(|e| on(&e))?;
-            let member = Member::new(source.kind, &source.node, &path, size, sha256)
-                .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
-            tracing::info!(member = %member.name, node = %source.node, %path, size, %sha256, "member inspected");
-            Ok(Some((source.clone(), member)))
-        }))
-        .await?;
+    let inspected = futures::future::try_join_all(
+        request
+            .members
+            .iter()
+            .map(|source| inspect_member(source, nodes)),
+    )
+    .await?;
     // In the request's order, whatever order they finished in.
     let members: Vec<(MemberSource, Member)> = inspected.into_iter().flatten().collect();
     let now =
@@ -411,6 +384,43 @@ async fn inspect(
         .validate()
         .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
     Ok((manifest, members))
+}
+
+/// One member's size and SHA-256, taken on its node; `None` for an absent optional member.
+async fn inspect_member(
+    source: &MemberSource,
+    nodes: &BTreeMap<(String, u16), EscNode>,
+) -> Result<Option<(MemberSource, Member)>, SinkError> {
+    let node = &nodes[&(source.host.clone(), source.port)];
+    let path = RemotePath::new(source.path.clone())
+        .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
+    let on = |e: &DriverError| {
+        let mut e = driver_error(e);
+        e.message = format!("node {}: {}", source.node, e.message);
+        e
+    };
+    if !exists(node, &path)
+        .await
+        .map_err(|e| on(&DriverError::Ssh(e)))?
+    {
+        if source.optional {
+            tracing::info!(node = %source.node, %path, kind = %source.kind, "optional member absent: skipped");
+            return Ok(None);
+        }
+        return Err(SinkError::new(
+            "MemberMissing",
+            format!(
+                "{} file {path} does not exist on node {}; the file the backup left there was removed, or the backup must be run again",
+                source.kind, source.node
+            ),
+        ));
+    }
+    let size = node.file_size(&path).await.map_err(|e| on(&e))?;
+    let sha256 = node.sha256(&path).await.map_err(|e| on(&e))?;
+    let member = Member::new(source.kind, &source.node, &path, size, sha256)
+        .map_err(|e| SinkError::new(e.reason(), e.to_string()))?;
+    tracing::info!(member = %member.name, node = %source.node, %path, size, %sha256, "member inspected");
+    Ok(Some((source.clone(), member)))
 }
 
 async fn inspect_and_transfer(

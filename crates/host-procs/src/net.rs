@@ -58,7 +58,9 @@ mod tests {
 
     #[test]
     fn a_port_is_never_handed_out_twice() {
-        let ports: Vec<u16> = (0..200)
+        // 1,000 draws from the ~28,000 ephemeral ports: without the record of handed-out ports,
+        // the kernel repeats one with near certainty (birthday bound: 1 - e^-17.7).
+        let ports: Vec<u16> = (0..1000)
             .map(|_| free_port(Ipv4Addr::LOCALHOST).unwrap())
             .collect();
         let distinct: std::collections::HashSet<_> = ports.iter().collect();
